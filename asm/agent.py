@@ -1,0 +1,174 @@
+"""The tool-use loop: call the model, run every tool it asks for, answer with one user turn, repeat."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from anthropic.types import Message
+
+from asm.cost import Usage
+from asm.errors import TurnLimitReached
+from asm.tools import ToolResult
+
+log = logging.getLogger(__name__)
+
+CACHE = {"type": "ephemeral"}
+
+
+class Meter(Protocol):
+    """Stands between the agent and the model's bill: may refuse a call, records every charge."""
+
+    def before_call(self) -> None:
+        """Raise (BudgetExceeded, ClaimLost, ...) when the next call must not happen."""
+
+    def charge(self, usage: Usage) -> None:
+        """Record what a call cost, the moment it is billed."""
+
+
+class Completer(Protocol):
+    def create(self, *, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, Any]],
+               tools: Sequence[dict[str, Any]]) -> Message: ...
+
+
+Tool = Callable[[Mapping[str, Any]], ToolResult]
+
+
+@dataclass(frozen=True)
+class FinalTool:
+    """A tool whose valid call ends the run with its input as the answer (the PO's decision)."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    validate: Callable[[Mapping[str, Any]], str | None] = lambda _: None
+    required: bool = False  # the run may only end through this tool
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How a run ended: the last words, or the final tool's input."""
+
+    summary: str
+    turns: int
+    usage: Usage
+    final_tool: str | None = None
+    final_input: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Agent:
+    """One role's run: a model, the tools it may use, and the meter every call goes through."""
+
+    def __init__(self, model: Completer, tools: Mapping[str, Tool], tool_definitions: Sequence[dict[str, Any]],
+                 meter: Meter, max_turns: int, transcript: Path | None = None) -> None:
+        self.model = model
+        self.tools = tools
+        self.tool_definitions = list(tool_definitions)
+        self.meter = meter
+        self.max_turns = max_turns
+        self.transcript = transcript
+
+    def run(self, system: str, task: str, final_tools: Sequence[FinalTool] = ()) -> AgentResult:
+        """Work on `task` until the model stops asking for tools (or calls a final tool)."""
+        finals = {tool.name: tool for tool in final_tools}
+        definitions = self.tool_definitions + [tool.definition for tool in final_tools]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": task}]}]
+        usage = Usage()
+        try:
+            for turn in range(1, self.max_turns + 1):
+                self.meter.before_call()
+                reply = self.model.create(
+                    system=[{"type": "text", "text": system, "cache_control": CACHE}],
+                    messages=with_rolling_cache_point(messages),
+                    tools=with_cache_point(definitions),
+                )
+                turn_usage = Usage.from_api(reply.usage)
+                self.meter.charge(turn_usage)  # billed already, whatever the reply turns out to hold
+                usage += turn_usage
+                messages.append({"role": "assistant", "content": [as_param(block) for block in reply.content]})
+                uses = [block for block in reply.content if block.type == "tool_use"]
+                if not uses:
+                    required = [name for name, tool in finals.items() if tool.required]
+                    if required:
+                        names = " or ".join(required)
+                        messages.append(user_text(f"You have not finished: call {names} to give your answer."))
+                        continue
+                    return AgentResult(summary=text_of(reply), turns=turn, usage=usage)
+                results = []
+                for use in uses:
+                    final = finals.get(use.name)
+                    if final is not None:
+                        problem = final.validate(use.input)
+                        if problem is None:
+                            return AgentResult(text_of(reply), turn, usage, final.name, dict(use.input))
+                        results.append(tool_result(use.id, ToolResult(problem, is_error=True)))
+                    else:
+                        results.append(tool_result(use.id, self.execute(use.name, use.input)))
+                messages.append({"role": "user", "content": results})
+            raise TurnLimitReached(f"stopped after {self.max_turns} turns without finishing")
+        finally:
+            self.save(system, messages)
+
+    def execute(self, name: str, tool_input: Mapping[str, Any]) -> ToolResult:
+        tool = self.tools.get(name)
+        if tool is None:
+            return ToolResult(f"there is no tool named {name!r}", is_error=True)
+        if not isinstance(tool_input, Mapping):
+            return ToolResult("the tool input must be an object", is_error=True)
+        log.debug("tool %s %s", name, tool_input.get("command", ""))
+        return tool(tool_input)
+
+    def save(self, system: str, messages: list[dict[str, Any]]) -> None:
+        """Keep the whole conversation on disk, for a person to read after the run."""
+        if self.transcript is None:
+            return
+        self.transcript.parent.mkdir(parents=True, exist_ok=True)
+        self.transcript.write_text(json.dumps({"system": system, "messages": messages}, indent=1, default=str))
+
+
+def as_param(block: Any) -> dict[str, Any]:
+    """A reply block as the dict the next request must carry."""
+    if block.type == "text":
+        return {"type": "text", "text": block.text}
+    if block.type == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return block.model_dump(exclude_none=True)
+
+
+def tool_result(tool_use_id: str, result: ToolResult) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": result.content, "is_error": result.is_error}
+
+
+def user_text(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": text}]}
+
+
+def text_of(reply: Message) -> str:
+    return "\n".join(block.text for block in reply.content if block.type == "text").strip()
+
+
+def with_cache_point(definitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the end of the tool list, so tools (the start of the prefix) are read from the cache."""
+    marked = [dict(definition) for definition in definitions]
+    if marked:
+        marked[-1]["cache_control"] = CACHE
+    return marked
+
+
+def with_rolling_cache_point(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the newest block, so each turn reads every earlier turn from the cache and adds one write."""
+    marked = list(messages)
+    last = dict(marked[-1])
+    content = [dict(block) for block in last["content"]]
+    content[-1]["cache_control"] = CACHE
+    last["content"] = content
+    marked[-1] = last
+    return marked

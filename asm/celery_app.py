@@ -1,0 +1,69 @@
+"""The Celery app and its configuration; no business logic (tasks live in the top-level `tasks`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from celery import Celery
+
+from asm.config import Settings, load_settings
+from asm.errors import ConfigError
+
+# Time a task gets after its soft limit to label the issue and clean up before it is killed.
+HARD_LIMIT_GRACE_SECONDS = 60
+# Unacked messages come back after this; it must exceed the hard limit or a live run gets a twin.
+VISIBILITY_MARGIN_SECONDS = 300
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for long, exactly-once workflows that Flower can watch."""
+    hard_limit = settings.task_time_limit + HARD_LIMIT_GRACE_SECONDS
+    transport = {"visibility_timeout": int(hard_limit + VISIBILITY_MARGIN_SECONDS)}
+    schedule = importlib.import_module("beat_schedule").beat_schedule(settings.scan_interval)
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 10.0}},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_time_limit,
+        "task_time_limit": hard_limit,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_extended": True,
+        "result_expires": 7 * 24 * 3600,
+        "timezone": "UTC",
+        "beat_schedule": schedule,
+        "worker_hijack_root_logger": False,
+    }
+
+
+_settings: Settings | None = None
+
+
+def use_settings(settings: Settings) -> None:
+    """Configure the app from settings already loaded (the `asm` command), not from the environment."""
+    global _settings
+    _settings = settings
+    if app.configured:
+        app.conf.update(celery_config(settings))
+
+
+def _configure() -> dict[str, Any]:
+    """Read and validate settings when Celery first needs them; a bad one stops with one line."""
+    try:
+        return celery_config(_settings or load_settings())
+    except ConfigError as problem:
+        print(f"asm: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = Celery("asm", include=["tasks.scan", "tasks.process_issue", "tasks.lifecycle"])
+app.add_defaults(_configure)

@@ -1,0 +1,260 @@
+"""The `asm` command: enqueue, scan, status, resume, up, demo, bench.
+
+Every failure a person can cause or fix ends in one line on stderr and a non-zero exit:
+2 for bad input or settings, 1 for a service that cannot be reached or refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+import redis
+import requests
+
+from asm.config import Settings, load_settings, require
+from asm.errors import AsmError, BadInput, ConfigError
+from asm.keys import PAUSED, IssueRef
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    from asm.celery_app import use_settings
+
+    use_settings(settings)
+    return settings
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    from asm.deps import redis_client
+
+    client = redis_client(settings.redis_url, patient=False)
+    try:
+        client.ping()
+    except redis.RedisError as problem:
+        raise ConnectionError(f"cannot reach Redis at {settings.redis_url} ({problem})") from None
+    return client
+
+
+def _github(settings: Settings):  # -> asm.github.GitHub
+    from asm.deps import github_client
+    from asm.github import GitHub
+
+    require(settings, "github")
+    return GitHub(github_client(settings), settings.ready_label)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_enqueue(options: argparse.Namespace) -> int:
+    """Queue one issue now, with the same de-duplication as the scan."""
+    settings = _settings()
+    repo = options.repo
+    if repo is None:
+        if len(settings.repos) != 1:
+            raise BadInput("say which repository with --repo owner/name (ASM_REPOS "
+                           + ("is not set)" if not settings.repos else "has several)"))
+        repo = settings.repos[0]
+    issue = IssueRef.parse(repo, options.issue)
+    github = _github(settings)
+    client = _redis(settings)
+    info = github.issue(issue)
+    if info.is_pull:
+        raise BadInput(f"{issue} is a pull request, not an issue")
+    if info.state != "open":
+        raise BadInput(f"{issue} is closed")
+    from asm.celery_app import app
+    from asm.github import IN_PROGRESS, IN_REVIEW
+    from asm.queue import enqueue, in_hand
+
+    if IN_REVIEW in info.labels:
+        raise BadInput(f"{issue} is already in review (labelled {IN_REVIEW})")
+    task_id = None
+    if not in_hand(client, issue, settings.task_time_limit):
+        # The worker takes only issues labelled ready (or orphaned in-progress ones): label it so.
+        if not {settings.ready_label, IN_PROGRESS} & info.labels:
+            github.move_labels(issue, settings.ready_label, (), info.labels)
+        task_id = enqueue(client, app, issue, by="asm enqueue", stale_after=settings.task_time_limit)
+    if task_id is None:
+        print(f"{issue} is already queued or being worked on; nothing added")
+    else:
+        print(f"queued {issue} ({info.title}) as task {task_id}")
+    return 0
+
+
+def cmd_scan(options: argparse.Namespace) -> int:
+    """One scan now: queue every ready or orphaned issue of ASM_REPOS."""
+    settings = _settings()
+    require(settings, "github", "repos")
+    github = _github(settings)
+    client = _redis(settings)
+    from asm.celery_app import app
+    from asm.scan import scan
+
+    found = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit)
+    for item in found:
+        verb = f"queued as {item.task_id}" if item.task_id else "already queued or running"
+        print(f"{item.issue} {verb} ({item.why}): {item.title}")
+    queued = sum(1 for item in found if item.task_id)
+    print(f"{queued} queued, {len(found) - queued} already in hand, {len(settings.repos)} repositories scanned")
+    return 0
+
+
+def cmd_status(options: argparse.Namespace) -> int:
+    """The fleet: workers, queued and running issues, spend and caps."""
+    settings = _settings()
+    client = _redis(settings)
+    from asm.dashboard import render, snapshot
+
+    while True:
+        snap = snapshot(client, settings)
+        if options.json:
+            print(json.dumps(snap, indent=2))
+        else:
+            if options.watch and sys.stdout.isatty():
+                print("\033[2J\033[H", end="")
+            print(render(snap), flush=True)
+        if not options.watch:
+            return 0
+        time.sleep(options.watch)
+
+
+def cmd_resume(options: argparse.Namespace) -> int:
+    """Let the fleet take issues again after a pause (e.g. once the model account has credit)."""
+    settings = _settings()
+    client = _redis(settings)
+    reason = client.get(PAUSED)
+    client.delete(PAUSED)
+    print(f"resumed (was paused: {reason.decode()})" if reason else "the fleet was not paused")
+    return 0
+
+
+def cmd_up(options: argparse.Namespace) -> int:
+    from asm.launcher import run_up
+
+    return run_up(_settings(), options.concurrency, options.flower_port)
+
+
+def cmd_demo(options: argparse.Namespace) -> int:
+    from asm.demo import run_demo
+
+    return run_demo(options.workers, options.issues, options.model_latency)
+
+
+def cmd_bench(options: argparse.Namespace) -> int:
+    from asm.bench import run_bench
+
+    return run_bench(options.workers, options.issues, options.model_latency, options.json)
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _sample_issue_count(text: str) -> int:
+    from asm.sandbox.sample_repo import SOLUTIONS
+
+    count = _positive_int(text)
+    if count > len(SOLUTIONS):
+        raise argparse.ArgumentTypeError(f"the sample repository has 1 to {len(SOLUTIONS)} issues, not {count}")
+    return count
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 3600)")
+    return value
+
+
+def _worker_counts(text: str) -> list[int]:
+    counts = [part.strip() for part in text.split(",")]
+    if not all(re.fullmatch(r"[0-9]+", c) and int(c) >= 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of worker counts like 1,2,3,5")
+    return [int(c) for c in counts]
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="asm", description="AI Scrum Master: GitHub issues into reviewed pull requests.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    enqueue = commands.add_parser("enqueue", help="queue one issue now")
+    enqueue.add_argument("issue", help="the issue number")
+    enqueue.add_argument("--repo", help="owner/name (optional when ASM_REPOS has one repository)")
+    enqueue.set_defaults(run=cmd_enqueue)
+
+    commands.add_parser("scan", help="run one scan now").set_defaults(run=cmd_scan)
+
+    status = commands.add_parser("status", help="workers, queued and running issues, spend")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    status.add_argument("--watch", type=_non_negative_float, nargs="?", const=2.0, default=None,
+                        metavar="SECONDS", help="refresh every SECONDS (default 2)")
+    status.set_defaults(run=cmd_status)
+
+    commands.add_parser("resume", help="take issues again after a pause").set_defaults(run=cmd_resume)
+
+    up = commands.add_parser("up", help="one-machine fleet: Redis if needed, worker, beat, Flower")
+    up.add_argument("-c", "--concurrency", type=_positive_int, default=5)
+    up.add_argument("--flower-port", type=_positive_int, default=5555)
+    up.set_defaults(run=cmd_up)
+
+    demo = commands.add_parser("demo", help="the whole system on a sandbox GitHub and a scripted model")
+    demo.add_argument("--workers", type=_positive_int, default=3)
+    demo.add_argument("--issues", type=_sample_issue_count, default=5)
+    demo.add_argument("--model-latency", type=_non_negative_float, default=1.0, metavar="SECONDS")
+    demo.set_defaults(run=cmd_demo)
+
+    bench = commands.add_parser("bench", help="speedup and overhead through the real fleet, on the sandbox")
+    bench.add_argument("--workers", type=_worker_counts, default=[1, 2, 3, 5])
+    bench.add_argument("--issues", type=_sample_issue_count, default=10)
+    bench.add_argument("--model-latency", type=_non_negative_float, default=1.0, metavar="SECONDS")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = options.run
+    try:
+        return run(options)
+    except (ConfigError, BadInput) as problem:
+        print(f"asm: {problem}", file=sys.stderr)
+        return 2
+    except (AsmError, ConnectionError) as problem:
+        print(f"asm: {problem}", file=sys.stderr)
+        return 1
+    except redis.RedisError as problem:
+        print(f"asm: Redis failed: {problem}", file=sys.stderr)
+        return 1
+    except requests.RequestException as problem:
+        print(f"asm: cannot reach GitHub: {type(problem).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

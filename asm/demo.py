@@ -1,0 +1,95 @@
+"""`asm demo`: the real fleet on the sandbox, with the live status table and the speedup at the end."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+from asm.config import load_settings
+from asm.dashboard import render, snapshot
+from asm.deps import redis_client
+from asm.github import IN_REVIEW
+from asm.report import duration_text
+from asm.sandbox.fleet import Sandbox, wait_for
+from asm.status import paused_reason, read_history, read_workers
+
+WORKER_START_TIMEOUT = 60.0
+TABLE_EVERY_SECONDS = 1.0
+
+
+def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout) -> int:
+    """Work `issues` sample issues with `workers` worker slots; 0 when every one became a PR."""
+    with tempfile.TemporaryDirectory(prefix="asm-demo-") as tmp, Sandbox(Path(tmp), model_latency=latency) as box:
+        repo = box.create_repo()
+        numbers = box.add_sample_issues(issues)
+        settings = load_settings(box.env(), dotenv=None)
+        from asm.celery_app import use_settings
+
+        use_settings(settings)
+        client = redis_client(settings.redis_url)
+        print(f"sandbox: GitHub {box.github_server.url}, model {box.model.url} ({latency:g}s a call), "
+              f"Redis {box.redis_url} ({box.redis.kind if box.redis else 'given'})", file=out)
+        print(f"{repo}: {issues} issues labelled ready-for-dev; starting `celery -A asm worker -c {workers}`",
+              file=out)
+        worker = box.start_worker(workers, name="demo")
+        if not wait_for(lambda: len(read_workers(client)) >= workers, WORKER_START_TIMEOUT):
+            print(f"asm demo: the worker did not start; its log:\n{worker.log()[-3000:]}", file=sys.stderr)
+            return 1
+
+        from asm.celery_app import app
+        from asm.deps import github_client
+        from asm.github import GitHub
+        from asm.scan import scan
+
+        started = time.monotonic()
+        found = scan(GitHub(github_client(settings), settings.ready_label), client, app, settings.repos,
+                     settings.ready_label, settings.task_time_limit)
+        print(f"scan queued {sum(1 for f in found if f.task_id)} issues", file=out)
+        live = out.isatty()
+        last_table = 0.0
+
+        def show() -> None:
+            nonlocal last_table
+            if time.monotonic() - last_table < (TABLE_EVERY_SECONDS if live else 5.0):
+                return
+            last_table = time.monotonic()
+            if live:
+                print("\033[2J\033[H", end="", file=out)
+            print(render(snapshot(client, settings)), file=out, flush=True)
+
+        done = wait_for(lambda: box.settled(repo, numbers) or bool(paused_reason(client)),
+                        timeout=120 + issues * latency * 30, on_tick=show)
+        wall = time.monotonic() - started
+        worker.stop(signal.SIGTERM)
+        print(render(snapshot(client, settings)), file=out)
+        return _summary(box, repo, numbers, client, wall, workers, done, out)
+
+
+def _summary(box: Sandbox, repo: str, numbers: list[int], client, wall: float, workers: int, done: bool,
+             out: TextIO) -> int:
+    pulls = {pull.head: pull for pull in box.github.pulls(repo)}
+    runs = {}
+    for record in read_history(client):
+        if record["completed"]:
+            runs.setdefault(record["issue"], record)
+    print("\nResults", file=out)
+    ok = 0
+    for number in numbers:
+        issue = box.github.issue(repo, number)
+        pull = pulls.get(f"ai-feature/issue-{number}")
+        run = runs.get(f"{repo}#{number}", {})
+        where = pull.html_url if pull else ", ".join(sorted(issue.labels)) or "not settled"
+        ok += bool(pull) and IN_REVIEW in issue.labels
+        print(f"  #{number:<3} {issue.title:<36} -> {where}  ({duration_text(run.get('seconds', 0))}, "
+              f"${run.get('cost_usd', 0):.4f}, {run.get('worker', '-')})", file=out)
+    serial = sum(record.get("seconds", 0) for record in runs.values())
+    print(f"\n{ok}/{len(numbers)} issues became pull requests with {workers} workers.", file=out)
+    print(f"Total wall time: {wall:.1f}s; one worker would take about {serial:.1f}s (the sum of the runs); "
+          f"speedup {serial / wall if wall else 0:.2f}x over one worker.", file=out)
+    if not done:
+        print("asm demo: some issues did not settle in time; see the worker log above", file=sys.stderr)
+    return 0 if ok == len(numbers) else 1

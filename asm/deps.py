@@ -1,0 +1,91 @@
+"""The one place real clients are built: Redis, GitHub, the model. Once per process, then passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anthropic
+import github
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from asm.config import Settings
+from asm.github import GitHub
+from asm.ledger import Ledger
+from asm.model import ModelClient
+from asm.workspace import Workspaces
+
+GITHUB_TIMEOUT_SECONDS = 30
+GITHUB_RETRIES = 6
+MODEL_TIMEOUT_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything a worker process needs to work an issue."""
+
+    settings: Settings
+    redis: redis.Redis
+    github: GitHub
+    model: ModelClient
+    workspaces: Workspaces
+    ledger: Ledger
+
+
+def redis_client(url: str, patient: bool = True) -> redis.Redis:
+    """A Redis client; a patient one rides out a server restart of several seconds instead of failing.
+
+    Commands a person waits for are impatient: they say at once that Redis cannot be reached.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=5 if patient else 2,
+        socket_timeout=30,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 20 if patient else 1),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def github_client(settings: Settings) -> github.Github:
+    """PyGithub, with retries that honour Retry-After on 403/429 rate limits and 5xx answers."""
+    retry = github.GithubRetry(
+        total=GITHUB_RETRIES,
+        backoff_factor=0.5,
+        status_forcelist=[429, *range(500, 600)],
+        secondary_rate_wait=60,
+    )
+    return github.Github(
+        auth=github.Auth.Token(settings.github_token),
+        base_url=settings.github_url,
+        per_page=100,
+        timeout=GITHUB_TIMEOUT_SECONDS,
+        retry=retry,
+        seconds_between_requests=0,
+        seconds_between_writes=settings.github_write_interval,
+    )
+
+
+def model_client(settings: Settings) -> ModelClient:
+    # The SDK's own retries are off: asm's policy (ASM_MAX_AGENT_RETRIES, doubling backoff) rules.
+    client = anthropic.Anthropic(
+        api_key=settings.anthropic_api_key,
+        base_url=settings.anthropic_base_url or None,
+        max_retries=0,
+        timeout=MODEL_TIMEOUT_SECONDS,
+    )
+    return ModelClient(client, settings.model, settings.max_agent_retries, settings.retry_backoff_seconds)
+
+
+def build(settings: Settings) -> Deps:
+    client = redis_client(settings.redis_url)
+    return Deps(
+        settings=settings,
+        redis=client,
+        github=GitHub(github_client(settings), settings.ready_label),
+        model=model_client(settings),
+        workspaces=Workspaces(settings.workspace_dir, settings.github_token),
+        ledger=Ledger(client, settings.price),
+    )

@@ -1,0 +1,51 @@
+"""One small tree of errors, each caught only where something can be done about it."""
+
+
+class AsmError(Exception):
+    """Base of every error asm raises on purpose; its message is meant for a person."""
+
+
+class ConfigError(AsmError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class BadInput(AsmError):
+    """A command was given something it cannot use (not a number, not owner/name, closed issue...)."""
+
+
+class AlreadyClaimed(AsmError):
+    """Another worker holds the issue's claim."""
+
+
+class ClaimLost(AsmError):
+    """Our claim expired or was taken over while we worked: stop without touching the issue."""
+
+
+class BudgetExceeded(AsmError):
+    """The next model call could cross a spend or turn cap."""
+
+    def __init__(self, message: str, *, cap_name: str, spent_usd: float, cap_usd: float) -> None:
+        super().__init__(message)
+        self.cap_name = cap_name
+        self.spent_usd = spent_usd
+        self.cap_usd = cap_usd
+
+
+class TurnLimitReached(AsmError):
+    """A role used every turn it was allowed without finishing."""
+
+
+class ModelUnavailable(AsmError):
+    """The model kept answering with transient errors (429, 529, 5xx) after every retry."""
+
+
+class CreditExhausted(AsmError):
+    """The model account has no credit left: the whole fleet must pause."""
+
+
+class WorkspaceError(AsmError):
+    """A git operation on the workspace failed (clone, commit, push)."""
+
+
+class GitHubError(AsmError):
+    """GitHub refused or failed a request after retries."""

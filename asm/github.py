@@ -1,0 +1,187 @@
+"""The GitHub gateway over PyGithub: what asm reads and writes on GitHub, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import github
+from github.GithubException import GithubException, UnknownObjectException
+
+from asm.errors import BadInput, GitHubError
+from asm.keys import IssueRef
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS = "in-progress"
+IN_REVIEW = "in-review"
+NEEDS_CLARIFICATION = "needs-clarification"
+AI_FAILED = "ai-failed"
+# The labels asm creates when a repository lacks them: name -> (colour, description).
+LABEL_STYLE = {
+    IN_PROGRESS: ("fbca04", "asm: a worker is on it"),
+    IN_REVIEW: ("0e8a16", "asm: pull request open for review"),
+    NEEDS_CLARIFICATION: ("d876e3", "asm: questions for the author in the comments"),
+    AI_FAILED: ("b60205", "asm: gave up or hit a spend cap; see the comment"),
+}
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    full_name: str
+    clone_url: str
+    default_branch: str
+
+
+@dataclass(frozen=True)
+class IssueInfo:
+    ref: IssueRef
+    title: str
+    body: str
+    state: str
+    labels: frozenset[str]
+    is_pull: bool
+    html_url: str
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    number: int
+    html_url: str
+    head: str
+    base: str
+    state: str
+    merged: bool = False
+
+
+def _issue_info(repo: str, issue: github.Issue.Issue) -> IssueInfo:
+    # Every field read here is in the list payload, so reading it costs no extra request.
+    raw = issue.raw_data
+    return IssueInfo(
+        ref=IssueRef(repo, raw["number"]),
+        title=raw.get("title") or "",
+        body=raw.get("body") or "",
+        state=raw.get("state") or "open",
+        labels=frozenset(label["name"] for label in raw.get("labels") or ()),
+        is_pull="pull_request" in raw and raw["pull_request"] is not None,
+        html_url=raw.get("html_url") or "",
+    )
+
+
+def _pull_info(pull: github.PullRequest.PullRequest) -> PullInfo:
+    raw = pull.raw_data
+    return PullInfo(raw["number"], raw.get("html_url") or "", raw["head"]["ref"], raw["base"]["ref"],
+                    raw.get("state") or "open", bool(raw.get("merged")))
+
+
+class GitHub:
+    """Reads issues and repositories, moves labels, comments, opens and merges pull requests."""
+
+    def __init__(self, client: github.Github, ready_label: str) -> None:
+        self.client = client
+        self.ready_label = ready_label
+        self._labelled_repos: set[str] = set()
+
+    def _repo(self, name: str) -> github.Repository.Repository:
+        # lazy: no request until something is asked of the repository
+        return self.client.get_repo(name, lazy=True)
+
+    def _issue(self, ref: IssueRef) -> github.Issue.Issue:
+        return self._repo(ref.repo).get_issue(ref.number)
+
+    def repo(self, name: str) -> RepoInfo:
+        """The repository's clone URL and default branch; BadInput when it does not exist."""
+        try:
+            raw = self.client.get_repo(name).raw_data
+        except UnknownObjectException:
+            raise BadInput(f"repository {name} was not found (or the token cannot see it)") from None
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused to read {name}: {error.status}") from None
+        return RepoInfo(raw["full_name"], raw["clone_url"], raw["default_branch"])
+
+    def issues_labelled(self, repo: str, label: str) -> list[IssueInfo]:
+        """Every open issue (pull requests excluded) with `label`, across all pages."""
+        try:
+            found = [_issue_info(repo, issue) for issue in self._repo(repo).get_issues(state="open", labels=[label])]
+        except UnknownObjectException:
+            raise BadInput(f"repository {repo} was not found (or the token cannot see it)") from None
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused to list issues of {repo}: {error.status}") from None
+        return [issue for issue in found if not issue.is_pull]
+
+    def issue(self, ref: IssueRef) -> IssueInfo:
+        """One issue as it is now; BadInput when it does not exist."""
+        try:
+            return _issue_info(ref.repo, self._repo(ref.repo).get_issue(ref.number))
+        except UnknownObjectException:
+            raise BadInput(f"issue {ref} was not found") from None
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused to read {ref}: {error.status}") from None
+
+    def ensure_labels(self, repo: str) -> None:
+        """Create asm's labels on the repository when missing (once per process and repository)."""
+        if repo in self._labelled_repos:
+            return
+        target = self._repo(repo)
+        existing = {label.name for label in target.get_labels()}
+        wanted = dict(LABEL_STYLE, **{self.ready_label: ("1d76db", "asm: ready for an AI worker")})
+        for name, (colour, description) in wanted.items():
+            if name not in existing:
+                try:
+                    target.create_label(name, colour, description)
+                except GithubException as error:
+                    if error.status != 422:  # 422: someone created it meanwhile
+                        raise GitHubError(f"could not create label {name} on {repo}: {error.status}") from None
+        self._labelled_repos.add(repo)
+
+    def move_labels(self, ref: IssueRef, add: str | None, remove: Iterable[str], current: frozenset[str]) -> None:
+        """Add one label and remove others, touching only what changes."""
+        issue = self._issue(ref)
+        try:
+            if add and add not in current:
+                issue.add_to_labels(add)
+            for name in remove:
+                if name in current and name != add:
+                    try:
+                        issue.remove_from_labels(name)
+                    except GithubException as error:
+                        if error.status != 404:  # 404: already gone, the goal is reached
+                            raise
+        except GithubException as error:
+            raise GitHubError(f"could not change labels of {ref}: {error.status}") from None
+
+    def comment(self, ref: IssueRef, body: str) -> None:
+        try:
+            self._issue(ref).create_comment(body)
+        except GithubException as error:
+            raise GitHubError(f"could not comment on {ref}: {error.status}") from None
+
+    def comments(self, ref: IssueRef) -> list[str]:
+        return [comment.body for comment in self._issue(ref).get_comments()]
+
+    def find_pull(self, ref: IssueRef) -> PullInfo | None:
+        """The open pull request from the issue's branch, if one exists."""
+        pulls = self._repo(ref.repo).get_pulls(state="open", head=f"{ref.owner}:{ref.branch}")
+        for pull in pulls:
+            return _pull_info(pull)
+        return None
+
+    def open_pull(self, ref: IssueRef, title: str, body: str, base: str) -> PullInfo:
+        """Open the pull request; if one already exists for the branch (a retried run), return that one."""
+        try:
+            return _pull_info(self._repo(ref.repo).create_pull(title=title, body=body, head=ref.branch, base=base))
+        except GithubException as error:
+            if error.status == 422:
+                existing = self.find_pull(ref)
+                if existing is not None:
+                    return existing
+            raise GitHubError(f"could not open the pull request for {ref}: {error.status} {error.data}") from None
+
+    def merge(self, ref: IssueRef, number: int) -> bool:
+        """Merge the pull request; False when GitHub says it cannot be merged."""
+        try:
+            return bool(self._repo(ref.repo).get_pull(number).merge(merge_method="merge").merged)
+        except GithubException as error:
+            log.warning("could not merge pull request #%d of %s: %s", number, ref.repo, error.status)
+            return False

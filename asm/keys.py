@@ -1,0 +1,93 @@
+"""The issue key `owner/name#n`, and every name derived from it: lock, branch, workspace, Redis keys."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from asm.config import REPO_PATTERN
+from asm.errors import BadInput
+
+PREFIX = "asm:"
+WORKERS = PREFIX + "workers"  # set of worker ids; each has a hash at worker_key(id)
+QUEUED = PREFIX + "queued"  # hash: issue key -> JSON {task_id, queued_at, by}
+RUNNING = PREFIX + "running"  # hash: issue key -> JSON {worker, stage, revision, started_at}
+HISTORY = PREFIX + "history"  # list of JSON records of finished runs, newest first
+PAUSED = PREFIX + "paused"  # string: why the fleet takes no new issues, while set
+
+
+@dataclass(frozen=True, order=True)
+class IssueRef:
+    """One issue of one repository."""
+
+    repo: str
+    number: int
+
+    @classmethod
+    def parse(cls, repo: str, number: str | int) -> IssueRef:
+        """Validate user input: `owner/name` and a positive issue number."""
+        if not REPO_PATTERN.fullmatch(repo or ""):
+            raise BadInput(f"repository {repo!r} is not in owner/name form")
+        text = str(number).strip().lstrip("#")
+        if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+            raise BadInput(f"issue {number!r} is not a positive number")
+        return cls(repo, int(text))
+
+    @classmethod
+    def from_key(cls, key: str) -> IssueRef:
+        """The inverse of `key`."""
+        match = re.fullmatch(r"(.+)#(\d+)", key)
+        if not match:
+            raise BadInput(f"{key!r} is not an issue key owner/name#n")
+        return cls.parse(match.group(1), match.group(2))
+
+    @property
+    def key(self) -> str:
+        return f"{self.repo}#{self.number}"
+
+    @property
+    def owner(self) -> str:
+        return self.repo.split("/", 1)[0]
+
+    @property
+    def branch(self) -> str:
+        return f"ai-feature/issue-{self.number}"
+
+    @property
+    def claim_key(self) -> str:
+        return f"{PREFIX}claim:{self.key}"
+
+    @property
+    def ledger_key(self) -> str:
+        return f"{PREFIX}ledger:{self.key}"
+
+    @property
+    def workspace_name(self) -> str:
+        owner, name = self.repo.split("/", 1)
+        return f"{owner}__{name}/issue-{self.number}"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def worker_key(worker: str) -> str:
+    return f"{PREFIX}worker:{worker}"
+
+
+def approved_key(issue: IssueRef) -> str:
+    """The approved pull request's text, kept so a retry after a crash can open it without rerunning."""
+    return f"{PREFIX}approved:{issue.key}"
+
+
+def utc_day(moment: datetime | None = None) -> str:
+    """The UTC day that daily spend caps count against."""
+    return (moment or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+
+
+def repo_day_spend_key(repo: str, day: str) -> str:
+    return f"{PREFIX}spend:repo:{repo}:{day}"
+
+
+def fleet_day_spend_key(day: str) -> str:
+    return f"{PREFIX}spend:fleet:{day}"

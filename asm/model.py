@@ -1,0 +1,92 @@
+"""One Messages API call, with asm's retry policy and errors sorted into what the fleet can act on."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anthropic
+from anthropic.types import Message
+
+from asm.errors import AsmError, CreditExhausted, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_TOKENS = 8192
+MAX_BACKOFF_SECONDS = 300.0
+# 408, 409 and 429 are Anthropic's "try again" answers; 5xx includes 529 overloaded.
+TRANSIENT = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError,
+             anthropic.RequestTimeoutError, anthropic.ConflictError)
+
+
+def is_credit_problem(error: anthropic.APIStatusError) -> bool:
+    """The account cannot pay: retrying or failing the issue would not help, pausing the fleet does."""
+    message = str(error.message).lower()
+    return error.status_code == 402 or "credit balance" in message or "billing" in message
+
+
+def retry_after(error: anthropic.APIError) -> float | None:
+    """Seconds the server asked us to wait, if it said."""
+    response = getattr(error, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ModelClient:
+    """Calls the model for every role; the one place retries and API errors are decided."""
+
+    def __init__(
+        self,
+        client: anthropic.Anthropic,
+        model: str,
+        max_retries: int,
+        backoff_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+        self.retries = 0
+
+    def create(self, *, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, Any]],
+               tools: Sequence[dict[str, Any]]) -> Message:
+        """One reply; transient errors retried with doubling backoff, honouring Retry-After."""
+        delay = self.backoff_seconds
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self.client.messages.create(
+                    model=self.model,
+                    max_tokens=MAX_TOKENS,
+                    system=list(system),
+                    messages=list(messages),
+                    tools=list(tools),
+                )
+            except TRANSIENT as error:
+                if attempt == self.max_retries:
+                    raise ModelUnavailable(f"the model API kept failing ({describe(error)})") from None
+                wait = min(max(delay, retry_after(error) or 0.0), MAX_BACKOFF_SECONDS)
+                log.warning("model call failed (%s); retry %d in %.1fs", describe(error), attempt + 1, wait)
+                self.retries += 1
+                self.sleep(wait)
+                delay *= 2
+            except anthropic.AuthenticationError:
+                raise CreditExhausted("the model API refused ANTHROPIC_API_KEY") from None
+            except anthropic.APIStatusError as error:
+                if is_credit_problem(error):
+                    raise CreditExhausted(f"the model account is out of credit: {error.message}") from None
+                raise AsmError(f"the model API refused the request ({describe(error)})") from None
+        raise AssertionError("unreachable")
+
+
+def describe(error: anthropic.APIError) -> str:
+    """A short, secret-free account of an API error."""
+    status = getattr(error, "status_code", None)
+    kind = type(error).__name__
+    return f"{kind} {status}" if status else kind

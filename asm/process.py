@@ -1,0 +1,270 @@
+"""One issue, start to finish: claim, labels, workspace, the team's workflow, pull request, release.
+
+Order matters for exactly-once: every label that ends a run is set while the claim is still
+held, so an issue labelled `in-progress` with no claim can only be an orphan of a dead run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asm.deps import Deps
+from asm.errors import (AlreadyClaimed, AsmError, BudgetExceeded, ClaimLost, CreditExhausted,
+                        ModelUnavailable, TurnLimitReached)
+from asm.github import AI_FAILED, IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION, IssueInfo, PullInfo, RepoInfo
+from asm.keys import PAUSED, IssueRef, approved_key
+from asm.ledger import Caps, IssueMeter
+from asm.locks import Claim
+from asm.queue import forget
+from asm.report import RunFacts, comment, pull_body, redact
+from asm.status import WorkerStatus, paused_reason
+from asm.team import Team
+from asm.tools import Workspace
+from asm.workflow import Outcome, Step, run_workflow
+from asm.workspace import Checkout
+
+log = logging.getLogger(__name__)
+
+APPROVED_TTL = 7 * 24 * 3600
+FINAL_LABELS = (IN_REVIEW, NEEDS_CLARIFICATION, AI_FAILED)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, for Flower and `asm status`."""
+
+    issue: str
+    stage: str
+    revision: int
+    spent_usd: float
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a delivery of `asm.process_issue` ended, in one line, and whether to queue it again later."""
+
+    summary: str
+    completed: bool = False
+    requeue_after: float | None = None
+
+
+Report = Callable[[Progress], None]
+
+
+def process_issue(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report = lambda _: None,
+                  time_up: tuple[type[BaseException], ...] = ()) -> Result:
+    """Work the issue if this delivery wins its claim; otherwise leave it alone."""
+    forget(deps.redis, issue)
+    reason = paused_reason(deps.redis)
+    if reason:
+        return Result(f"{issue}: not started, the fleet is paused ({reason})")
+    try:
+        with Claim(deps.redis, issue, deps.settings.claim_ttl, status.worker) as claim:
+            return IssueRun(deps, status, issue, claim, report, time_up).run()
+    except AlreadyClaimed as busy:
+        return Result(f"{issue}: skipped, {busy}")
+    except ClaimLost as lost:
+        return Result(f"{issue}: stopped, {lost}; the new holder carries on")
+
+
+class IssueRun:
+    """One attempt at one issue, under its claim."""
+
+    def __init__(self, deps: Deps, status: WorkerStatus, issue: IssueRef, claim: Claim, report: Report,
+                 time_up: tuple[type[BaseException], ...]) -> None:
+        self.deps = deps
+        self.github = deps.github
+        self.status = status
+        self.issue = issue
+        self.claim = claim
+        self.report = report
+        self.time_up = time_up
+        self.started = time.monotonic()
+        self.revision = 0
+        self.stage = "claimed"
+        self.labels: frozenset[str] = frozenset()
+        self.issue_title = ""
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        info = self.github.issue(self.issue)
+        self.labels = info.labels
+        self.issue_title = info.title
+        skip = self.why_skip(info)
+        if skip:
+            return Result(f"{self.issue}: skipped, {skip}")
+        self.github.ensure_labels(self.issue.repo)
+        existing = self.github.find_pull(self.issue)
+        if existing is not None:  # an earlier attempt opened it, then stopped before the labels
+            return self.in_review(existing)
+        self.status.working(self.issue)
+        result = Result(f"{self.issue}: stopped")
+        try:
+            result = self.work(info)
+            return result
+        finally:
+            self.status.finished(self.issue, result.summary, result.completed, self.elapsed(),
+                                 self.deps.ledger.spend(self.issue).usd)
+
+    def why_skip(self, info: IssueInfo) -> str | None:
+        ready = self.deps.settings.ready_label
+        if info.is_pull:
+            return "it is a pull request"
+        if info.state != "open":
+            return "it is closed"
+        if ready not in info.labels and IN_PROGRESS not in info.labels:
+            done = sorted(info.labels & set(FINAL_LABELS))
+            return f"already {done[0]}" if done else f"not labelled {ready}"
+        return None
+
+    def work(self, info: IssueInfo) -> Result:
+        repo = self.github.repo(self.issue.repo)
+        resumed = IN_PROGRESS in info.labels
+        self.set_label(IN_PROGRESS)
+        pull = self.saved_pull(repo)
+        if pull is not None:
+            return self.in_review(pull)
+        self.say(("resumed the interrupted run" if resumed else "picked up this issue")
+                 + ": Architect → Security → Tester → Product Owner.")
+        self.step("workspace")
+        checkout = self.deps.workspaces.create(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
+        try:
+            outcome = run_workflow(self.team(info, checkout).perform, self.deps.settings.max_revisions, self.on_step)
+            return self.conclude(outcome, checkout, repo)
+        except BudgetExceeded as stop:
+            return self.fail("stopped at a spend cap; nothing was pushed.",
+                             f"{stop}.\n\nRaise the cap, then label the issue `{self.deps.settings.ready_label}` "
+                             "again to retry (the spend so far stays counted).")
+        except TurnLimitReached as stop:
+            return self.fail("gave up: a role ran out of turns.", f"{stop} (ASM_MAX_TURNS).")
+        except ModelUnavailable as busy:
+            return self.give_back(f"the model API is unavailable right now ({busy}); will retry later.",
+                                  requeue_after=self.deps.settings.retry_backoff_seconds * 8)
+        except CreditExhausted as broke:
+            self.deps.redis.set(PAUSED, str(broke))
+            log.error("fleet paused: %s", broke)
+            return self.give_back(None, requeue_after=None, note=f"fleet paused: {broke}")
+        except ClaimLost:
+            raise
+        except AsmError as problem:
+            return self.fail("could not finish this issue.", str(problem))
+        except self.time_up:
+            return self.fail("stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT).",
+                             f"It ran for {self.elapsed():.0f}s. Label the issue `{self.deps.settings.ready_label}` "
+                             "to try again.")
+        except Exception as bug:  # the task boundary: the issue must end labelled, whatever broke
+            log.exception("%s: unexpected error", self.issue)
+            return self.fail("failed because of an internal error.",
+                             f"`{type(bug).__name__}` inside asm; the worker's log has the details.")
+        finally:
+            self.deps.workspaces.remove(checkout)
+
+    def team(self, info: IssueInfo, checkout: Checkout) -> Team:
+        settings = self.deps.settings
+        meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, Caps.from_settings(settings),
+                           checks=(self.claim.check,), on_charge=lambda _: self.step(None))
+        context = {"repo": self.issue.repo, "root": str(checkout.path), "branch": checkout.branch,
+                   "issue_key": self.issue.key, "title": info.title, "body": info.body or "(no description)"}
+        transcripts = settings.workspace_dir / ".transcripts" / self.issue.workspace_name
+        return Team(self.deps.model, meter, Workspace(checkout.path, checkout.home), context, settings.max_turns,
+                    transcripts)
+
+    def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> Result:
+        self.revision = outcome.revisions
+        if outcome.kind == "clarification":
+            self.say("needs answers before this can be implemented.", outcome.detail)
+            self.set_label(NEEDS_CLARIFICATION)
+            return Result(f"{self.issue}: questions asked, labelled {NEEDS_CLARIFICATION}", completed=True)
+        if outcome.kind == "rejected":
+            return self.fail("the Product Owner rejected the change; no pull request.", outcome.detail)
+        if outcome.kind == "exhausted":
+            return self.fail(f"no approval after {outcome.revisions} revisions (ASM_MAX_REVISIONS); "
+                             "no pull request.", f"The Product Owner's last feedback:\n\n{outcome.detail}")
+        self.step("push")
+        self.claim.check()
+        if not self.deps.workspaces.commit(checkout, f"{self.title()}\n\nCloses #{self.issue.number}"):
+            return self.fail("the team approved, but made no change to the code; no pull request.", outcome.detail)
+        files = self.deps.workspaces.changed_files(checkout)
+        body = redact(pull_body(self.issue, outcome, self.facts(), files), self.deps.settings.secrets)
+        head = self.deps.workspaces.commit_sha(checkout)
+        # Saved before the push: a crash between push and pull request resumes from here, not from scratch.
+        self.deps.redis.set(approved_key(self.issue), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
+        self.deps.workspaces.push(checkout, repo.clone_url)
+        self.claim.check()
+        pull = self.github.open_pull(self.issue, self.title(), body, repo.default_branch)
+        return self.in_review(pull)
+
+    # -- endings ------------------------------------------------------------------------------
+
+    # Each ending comments first and labels last: the label is what says the run is over, so an
+    # interruption in between leaves an orphan that is re-run, never an end label with no reason.
+
+    def in_review(self, pull: PullInfo) -> Result:
+        merged = ""
+        if self.deps.settings.auto_merge and self.github.merge(self.issue, pull.number):
+            merged = " and merged it (ASM_AUTO_MERGE)"
+        self.say(f"opened {pull.html_url}{merged}.")
+        self.set_label(IN_REVIEW)
+        self.deps.redis.delete(approved_key(self.issue))
+        return Result(f"{self.issue}: {pull.html_url}", completed=True)
+
+    def fail(self, headline: str, details: str) -> Result:
+        self.say(headline, details)
+        self.set_label(AI_FAILED)
+        return Result(f"{self.issue}: ai-failed, {headline}")
+
+    def give_back(self, message: str | None, requeue_after: float | None, note: str = "") -> Result:
+        """Put the issue back as it was before the claim, to be picked up again later."""
+        if message:
+            self.say(message)
+        self.set_label(self.deps.settings.ready_label)
+        return Result(f"{self.issue}: given back, {note or message}", requeue_after=requeue_after)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def saved_pull(self, repo: RepoInfo) -> PullInfo | None:
+        """Open the pull request an interrupted attempt approved and pushed, if the branch still holds it."""
+        raw = self.deps.redis.get(approved_key(self.issue))
+        if raw is None:
+            return None
+        saved = json.loads(raw)
+        if self.deps.workspaces.remote_branch_sha(repo.clone_url, self.issue.branch) != saved["sha"]:
+            return None
+        return self.github.open_pull(self.issue, self.title(), saved["body"], repo.default_branch)
+
+    def title(self) -> str:
+        return f"[AI] {self.issue_title}"
+
+    def set_label(self, label: str) -> None:
+        """Make `label` the issue's one asm label (the ready label counts as one)."""
+        self.claim.check()
+        owned = {IN_PROGRESS, *FINAL_LABELS, self.deps.settings.ready_label}
+        self.github.move_labels(self.issue, label, owned - {label}, self.labels)
+        self.labels = (self.labels - owned) | {label}
+
+    def say(self, headline: str, details: str = "") -> None:
+        self.claim.check()
+        text = comment(headline, self.facts(), details)
+        self.github.comment(self.issue, redact(text, self.deps.settings.secrets))
+
+    def facts(self) -> RunFacts:
+        return RunFacts(self.deps.ledger.spend(self.issue), self.revision, self.elapsed(), self.status.worker)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def on_step(self, step: Step) -> None:
+        self.revision = step.revision
+        self.step(step.role.name)
+
+    def step(self, stage: str | None) -> None:
+        """Tell the status table and Flower where the run is (stage None: same stage, new spend)."""
+        self.stage = stage or self.stage
+        spent = self.deps.ledger.spend(self.issue).usd
+        self.status.stage(self.issue, self.stage, self.revision)
+        self.report(Progress(self.issue.key, self.stage, self.revision, spent))

@@ -1,0 +1,93 @@
+"""The words asm writes on GitHub: issue comments and the pull request body, always with the spend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from asm.keys import IssueRef
+from asm.ledger import Spend
+from asm.workflow import Outcome
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in text; nothing asm writes may carry one."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that takes secrets out of every record's final message."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def duration_text(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The numbers every comment and PR body carries."""
+
+    spend: Spend
+    revisions: int
+    seconds: float
+    worker: str
+
+    def line(self) -> str:
+        usage = self.spend.usage
+        plural = "" if self.revisions == 1 else "s"
+        return (
+            f"{usage.total_tokens:,} tokens (input {usage.input_tokens:,} · output {usage.output_tokens:,} · "
+            f"cache write {usage.cache_write_tokens:,} · cache read {usage.cache_read_tokens:,}) · "
+            f"**${self.spend.usd:.4f}** · {self.spend.calls} turns · {duration_text(self.seconds)} · "
+            f"{self.revisions} revision{plural}"
+        )
+
+
+def comment(headline: str, facts: RunFacts, details: str = "") -> str:
+    """An issue comment: what happened, why, and what it cost so far."""
+    parts = [f"🤖 **asm**: {headline}"]
+    if details:
+        parts.append(details.strip())
+    parts.append(f"<sub>{facts.line()} · worker `{facts.worker}`</sub>")
+    return "\n\n".join(parts)
+
+
+def pull_body(issue: IssueRef, outcome: Outcome, facts: RunFacts, files: list[str]) -> str:
+    """The pull request body: Closes #N, what each role did, the verdict and the spend."""
+    work = "\n\n".join(f"### {who}\n{text.strip() or '(no notes)'}" for who, text in outcome.notes)
+    changed = "\n".join(f"- `{name}`" for name in files) or "- (none)"
+    saved = facts.spend.saved_usd
+    return (
+        f"Closes #{issue.number}\n\n"
+        f"## What was done\n\n{work}\n\n"
+        f"## Files changed\n\n{changed}\n\n"
+        f"## Product Owner's verdict\n\n**APPROVE**" + (f": {outcome.detail.strip()}" if outcome.detail.strip() else "")
+        + "\n\n"
+        f"## Cost\n\n"
+        f"| revisions | turns | tokens | cost (USD) | caching saved | duration |\n"
+        f"| --- | --- | --- | --- | --- | --- |\n"
+        f"| {facts.revisions} | {facts.spend.calls} | {facts.spend.usage.total_tokens:,} | "
+        f"${facts.spend.usd:.4f} | ${saved:.4f} | {duration_text(facts.seconds)} |\n\n"
+        f"<sub>{facts.line()} · worker `{facts.worker}`</sub>\n"
+    )

@@ -1,0 +1,200 @@
+"""The whole system on one machine, offline: Redis, the sandbox GitHub and model, real Celery workers.
+
+`asm demo`, `asm bench` and the end-to-end tests all stand on this: it starts the servers,
+creates the sample repository and its issues, starts `celery -A asm worker` processes with an
+environment pointing at the sandbox, and watches GitHub until every issue has settled.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asm
+from asm.github import AI_FAILED, IN_REVIEW, NEEDS_CLARIFICATION
+from asm.sandbox.github_server import GitHubServer
+from asm.sandbox.github_state import GitHubState
+from asm.sandbox.model_server import ScriptedModelServer
+from asm.sandbox.redis_server import RedisServer, find_binary
+from asm.sandbox.sample_repo import FILES, sample_issues
+
+SAMPLE_REPO = "acme/textkit"
+SETTLED_LABELS = (IN_REVIEW, NEEDS_CLARIFICATION, AI_FAILED)
+PROJECT_ROOT = Path(asm.__file__).resolve().parent.parent
+
+
+@dataclass
+class WorkerProcess:
+    """One `celery -A asm worker` process and its log."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        """SIGTERM: Celery's warm shutdown (the main process waits for its pool). SIGKILL: the whole group."""
+        if self.process.poll() is None:
+            try:
+                if sig == signal.SIGKILL:
+                    os.killpg(self.process.pid, sig)
+                else:
+                    os.kill(self.process.pid, sig)
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Sandbox:
+    """The servers, the sample repository, and the workers started on them."""
+
+    root: Path
+    model_latency: float = 1.0
+    redis_url: str | None = None
+    prefer_system_redis: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+    github_token: str = field(default_factory=lambda: "ghp_sandbox" + secrets.token_hex(12))
+    api_key: str = field(default_factory=lambda: "sk-ant-sandbox-" + secrets.token_hex(12))
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.redis: RedisServer | None = None
+        self.github: GitHubState | None = None
+        self.github_server: GitHubServer | None = None
+        self.model: ScriptedModelServer | None = None
+        self.workers: list[WorkerProcess] = []
+        self.repos: list[str] = []
+
+    # -- servers -------------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.redis_url is None:
+            self.redis = RedisServer(find_binary(self.prefer_system_redis), data_dir=self.root / "redis").start()
+            self.redis_url = self.redis.url
+        self.github = GitHubState(self.root / "github", self.github_token)
+        self.github_server = GitHubServer(self.github)
+        self.github_server.start()
+        self.model = ScriptedModelServer(self.api_key, self.model_latency).start()
+        return self
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(signal.SIGKILL, timeout=5)
+        self.workers.clear()
+        if self.model is not None:
+            self.model.stop()
+        if self.github_server is not None:
+            self.github_server.stop()
+        if self.redis is not None:
+            self.redis.close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- what workers and commands see ---------------------------------------------------------
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """Settings pointing every part of asm at the sandbox."""
+        assert self.github_server and self.model and self.redis_url
+        env = {
+            "ASM_REDIS_URL": self.redis_url,
+            "GITHUB_TOKEN": self.github_token,
+            "ASM_GITHUB_URL": self.github_server.url,
+            "ASM_REPOS": ",".join(self.repos),
+            "ANTHROPIC_API_KEY": self.api_key,
+            "ANTHROPIC_BASE_URL": self.model.url,
+            "ASM_WORKSPACE_DIR": str(self.root / "workspaces"),
+            "ASM_GITHUB_WRITE_INTERVAL": "0",  # the sandbox has no secondary rate limit to respect
+            "ASM_RETRY_BACKOFF_SECONDS": "0.2",
+            "ASM_SCAN_INTERVAL": "2",
+            "LOG_LEVEL": "INFO",
+        }
+        env.update(self.extra_env)
+        env.update(overrides)
+        return env
+
+    def process_env(self, **overrides: str) -> dict[str, str]:
+        """os.environ plus the sandbox settings, for a child process that imports asm from here."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASM_")}
+        env.update(self.env(**overrides))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        return env
+
+    # -- GitHub content ------------------------------------------------------------------------
+
+    def create_repo(self, name: str = SAMPLE_REPO, default_branch: str = "main",
+                    files: dict[str, str] | None = None) -> str:
+        assert self.github
+        self.github.create_repo(name, dict(files or FILES), default_branch=default_branch)
+        self.repos.append(name)
+        return name
+
+    def add_issue(self, repo: str, title: str, body: str = "", labels: Iterable[str] = ("ready-for-dev",)) -> int:
+        assert self.github
+        return self.github.create_issue(repo, title, body, list(labels))
+
+    def add_sample_issues(self, count: int, repo: str = SAMPLE_REPO) -> list[int]:
+        return [self.add_issue(repo, s.title, s.body) for s in sample_issues(count)]
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def start_worker(self, concurrency: int, name: str | None = None, **env: str) -> WorkerProcess:
+        """`celery -A asm worker -c N` in its own process group, logging to a file."""
+        name = name or f"w{len(self.workers) + 1}"
+        log_path = self.root / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "celery", "-A", "asm", "worker", "-c", str(concurrency),
+                   "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-E"]
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(command, cwd=self.root, env=self.process_env(**env), stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        worker = WorkerProcess(name, process, log_path)
+        self.workers.append(worker)
+        return worker
+
+    # -- watching ------------------------------------------------------------------------------
+
+    def labels(self, repo: str, number: int) -> frozenset[str]:
+        assert self.github
+        return frozenset(self.github.issue(repo, number).labels)
+
+    def settled(self, repo: str, numbers: Iterable[int]) -> bool:
+        """Every issue has an end label (in-review, needs-clarification or ai-failed) and no other."""
+        return all(self.settled_label(repo, n) for n in numbers)
+
+    def settled_label(self, repo: str, number: int) -> str | None:
+        """The end label the issue carries, once it carries nothing else of asm's."""
+        labels = self.labels(repo, number)
+        ended = labels & set(SETTLED_LABELS)
+        return next(iter(ended)) if len(ended) == 1 and not labels & {"in-progress", "ready-for-dev"} else None
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.2,
+             on_tick: Callable[[], None] | None = None) -> bool:
+    """Poll `condition` until true or timeout; True when it came true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        if on_tick is not None:
+            on_tick()
+        time.sleep(interval)

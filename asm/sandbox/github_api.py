@@ -1,0 +1,273 @@
+"""The REST routes of the sandbox GitHub: one request in, one reply out, no sockets.
+
+Each route reads or changes `GitHubState` and shapes the answer with `github_payloads`;
+`github_server` carries requests and replies over HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlencode
+
+from asm.sandbox import github_payloads as payloads
+from asm.sandbox.github_records import ApiError, not_found
+from asm.sandbox.github_state import BOT_LOGIN, DEFAULT_COLOR, GitHubState
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # without the query
+    query: dict[str, str]
+    body: object
+    api: str  # the base URL the client used, so every url we hand out points back at us
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: object  # JSON-able; None sends an empty body (204)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _paged(request: Request, items: list, to_json) -> Reply:
+    """One page of `items` and GitHub's `Link` header, which is what PyGithub follows."""
+    per_page = min(max(_int(request.query.get("per_page"), 30), 1), 100)
+    last = max(1, math.ceil(len(items) / per_page))
+    page = max(_int(request.query.get("page"), 1), 1)
+    body = [to_json(item) for item in items[(page - 1) * per_page: page * per_page]]
+
+    def link(number: int, rel: str) -> str:
+        query = urlencode({**request.query, "page": str(number)})
+        return f'<{request.api}{request.path}?{query}>; rel="{rel}"'
+
+    links = []
+    if page > 1:
+        links += [link(min(page - 1, last), "prev"), link(1, "first")]
+    if page < last:
+        links += [link(page + 1, "next"), link(last, "last")]
+    return Reply(200, body, {"Link": ", ".join(links)} if links else {})
+
+
+def _int(text: str | None, default: int) -> int:
+    return int(text) if text and text.isdigit() else default
+
+
+def _label_names(body: object) -> list[str]:
+    """Issue-label bodies come as ["a", "b"], {"labels": [...]}, or items shaped {"name": "a"}."""
+    items = body.get("labels", []) if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        raise ApiError(422, "Invalid request.")
+    return [item["name"] if isinstance(item, dict) else str(item) for item in items]
+
+
+class GitHubApi:
+    """Routes one request to the state and shapes the answer; no sockets here."""
+
+    _REPO = r"/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)"
+    _ROUTES = [
+        ("GET", r"/user", "user"),
+        ("GET", r"/users/(?P<login>[^/]+)", "other_user"),
+        ("GET", r"/rate_limit", "rate_limit"),
+        ("GET", _REPO, "repo"),
+        ("GET", _REPO + r"/branches/(?P<branch>.+)", "branch"),
+        ("GET", _REPO + r"/issues", "list_issues"),
+        ("POST", _REPO + r"/issues", "create_issue"),
+        ("GET", _REPO + r"/issues/(?P<number>\d+)", "get_issue"),
+        ("PATCH", _REPO + r"/issues/(?P<number>\d+)", "edit_issue"),
+        ("GET", _REPO + r"/issues/(?P<number>\d+)/labels", "issue_labels"),
+        ("POST", _REPO + r"/issues/(?P<number>\d+)/labels", "add_issue_labels"),
+        ("PUT", _REPO + r"/issues/(?P<number>\d+)/labels", "set_issue_labels"),
+        ("DELETE", _REPO + r"/issues/(?P<number>\d+)/labels", "clear_issue_labels"),
+        ("DELETE", _REPO + r"/issues/(?P<number>\d+)/labels/(?P<label>.+)", "remove_issue_label"),
+        ("GET", _REPO + r"/issues/(?P<number>\d+)/comments", "list_comments"),
+        ("POST", _REPO + r"/issues/(?P<number>\d+)/comments", "create_comment"),
+        ("GET", _REPO + r"/labels", "list_labels"),
+        ("POST", _REPO + r"/labels", "create_label"),
+        ("GET", _REPO + r"/labels/(?P<label>.+)", "get_label"),
+        ("GET", _REPO + r"/pulls", "list_pulls"),
+        ("POST", _REPO + r"/pulls", "create_pull"),
+        ("GET", _REPO + r"/pulls/(?P<number>\d+)", "get_pull"),
+        ("PATCH", _REPO + r"/pulls/(?P<number>\d+)", "edit_pull"),
+        ("PUT", _REPO + r"/pulls/(?P<number>\d+)/merge", "merge_pull"),
+    ]
+    _COMPILED = [(method, re.compile(pattern + r"/?"), name) for method, pattern, name in _ROUTES]
+
+    def __init__(self, state: GitHubState) -> None:
+        self.state = state
+
+    def dispatch(self, request: Request) -> Reply:
+        for method, pattern, name in self._COMPILED:
+            match = pattern.fullmatch(request.path)
+            if match and method == request.method:
+                args = {key: unquote(value) for key, value in match.groupdict().items()}
+                if "owner" in args:
+                    args["full_name"] = f"{args.pop('owner')}/{args.pop('name')}"
+                if "number" in args:
+                    args["number"] = int(args["number"])
+                return getattr(self, name)(request, **args)
+        raise not_found()
+
+    def _fields(self, request: Request) -> dict:
+        if not isinstance(request.body, dict):
+            raise ApiError(400, "Problems parsing JSON")
+        return request.body
+
+    # -- users and limits ----------------------------------------------------------------------
+
+    def user(self, request: Request) -> Reply:
+        return Reply(200, payloads.user(request.api, self.state.web_url, BOT_LOGIN))
+
+    def other_user(self, request: Request, login: str) -> Reply:
+        return Reply(200, payloads.user(request.api, self.state.web_url, login))
+
+    def rate_limit(self, request: Request) -> Reply:
+        return Reply(200, payloads.rate_limit())
+
+    # -- repositories and branches -------------------------------------------------------------
+
+    def repo(self, request: Request, full_name: str) -> Reply:
+        return Reply(200, payloads.repo(request.api, self.state, self.state.repo(full_name)))
+
+    def branch(self, request: Request, full_name: str, branch: str) -> Reply:
+        sha = self.state.branch_sha(full_name, branch)
+        if sha is None:
+            raise ApiError(404, "Branch not found")
+        return Reply(200, payloads.branch(request.api, full_name, branch, sha))
+
+    # -- issues --------------------------------------------------------------------------------
+
+    def _issue_json(self, request: Request, full_name: str):
+        return lambda record: payloads.issue(request.api, self.state, full_name, record)
+
+    def list_issues(self, request: Request, full_name: str) -> Reply:
+        labels = [name for name in request.query.get("labels", "").split(",") if name]
+        records = self.state.issue_records(full_name, request.query.get("state", "open"), labels)
+        if request.query.get("direction") == "asc":
+            records.reverse()
+        return _paged(request, records, self._issue_json(request, full_name))
+
+    def create_issue(self, request: Request, full_name: str) -> Reply:
+        fields = self._fields(request)
+        record = self.state.new_issue(
+            full_name, fields.get("title", ""), fields.get("body") or "", _label_names(fields), BOT_LOGIN
+        )
+        return Reply(201, self._issue_json(request, full_name)(record))
+
+    def get_issue(self, request: Request, full_name: str, number: int) -> Reply:
+        return Reply(200, self._issue_json(request, full_name)(self.state.issue_record(full_name, number)))
+
+    def edit_issue(self, request: Request, full_name: str, number: int) -> Reply:
+        fields = self._fields(request)
+        record = self.state.edit_issue(
+            full_name,
+            number,
+            title=fields.get("title"),
+            body=fields.get("body"),
+            state=fields.get("state"),
+            labels=_label_names(fields) if "labels" in fields else None,
+        )
+        return Reply(200, self._issue_json(request, full_name)(record))
+
+    # -- labels --------------------------------------------------------------------------------
+
+    def _labels_reply(self, request: Request, full_name: str, names: tuple[str, ...]) -> Reply:
+        records = [self.state.label_record(full_name, name) for name in names]
+        return Reply(200, [payloads.label(request.api, full_name, label) for label in records])
+
+    def issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
+        names = self.state.issue_record(full_name, number).labels
+        records = [self.state.label_record(full_name, name) for name in names]
+        return _paged(request, records, lambda label: payloads.label(request.api, full_name, label))
+
+    def add_issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
+        record = self.state.add_labels(full_name, number, _label_names(request.body))
+        return self._labels_reply(request, full_name, record.labels)
+
+    def set_issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
+        record = self.state.set_labels(full_name, number, _label_names(request.body))
+        return self._labels_reply(request, full_name, record.labels)
+
+    def clear_issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
+        self.state.set_labels(full_name, number, [])
+        return Reply(204, None)
+
+    def remove_issue_label(self, request: Request, full_name: str, number: int, label: str) -> Reply:
+        record = self.state.remove_label(full_name, number, label)
+        return self._labels_reply(request, full_name, record.labels)
+
+    def list_labels(self, request: Request, full_name: str) -> Reply:
+        records = self.state.label_records(full_name)
+        return _paged(request, records, lambda label: payloads.label(request.api, full_name, label))
+
+    def get_label(self, request: Request, full_name: str, label: str) -> Reply:
+        return Reply(200, payloads.label(request.api, full_name, self.state.label_record(full_name, label)))
+
+    def create_label(self, request: Request, full_name: str) -> Reply:
+        fields = self._fields(request)
+        record = self.state.create_label(
+            full_name, fields.get("name", ""), fields.get("color") or DEFAULT_COLOR, fields.get("description")
+        )
+        return Reply(201, payloads.label(request.api, full_name, record))
+
+    # -- comments ------------------------------------------------------------------------------
+
+    def list_comments(self, request: Request, full_name: str, number: int) -> Reply:
+        records = list(self.state.issue_record(full_name, number).comments)
+        return _paged(request, records, lambda c: payloads.comment(request.api, self.state, full_name, number, c))
+
+    def create_comment(self, request: Request, full_name: str, number: int) -> Reply:
+        record = self.state.add_comment(full_name, number, self._fields(request).get("body") or "")
+        return Reply(201, payloads.comment(request.api, self.state, full_name, number, record))
+
+    # -- pull requests -------------------------------------------------------------------------
+
+    def _pull_json(self, request: Request, full_name: str):
+        heads = self.state.branch_heads(full_name)
+        return lambda record: payloads.pull(request.api, self.state, full_name, record, heads)
+
+    def list_pulls(self, request: Request, full_name: str) -> Reply:
+        query = request.query
+        records = self.state.pull_records(
+            full_name, query.get("state", "open"), query.get("head", ""), query.get("base", "")
+        )
+        if query.get("direction") == "asc":
+            records.reverse()
+        return _paged(request, records, self._pull_json(request, full_name))
+
+    def create_pull(self, request: Request, full_name: str) -> Reply:
+        fields = self._fields(request)
+        record = self.state.create_pull(
+            full_name,
+            fields.get("title", ""),
+            fields.get("body") or "",
+            fields.get("head", ""),
+            fields.get("base", ""),
+            bool(fields.get("draft", False)),
+        )
+        return Reply(201, self._pull_json(request, full_name)(record))
+
+    def get_pull(self, request: Request, full_name: str, number: int) -> Reply:
+        return Reply(200, self._pull_json(request, full_name)(self.state.pull_record(full_name, number)))
+
+    def edit_pull(self, request: Request, full_name: str, number: int) -> Reply:
+        self.state.pull_record(full_name, number)  # 404 for a plain issue, as GitHub does
+        fields = self._fields(request)
+        record = self.state.edit_issue(
+            full_name, number, title=fields.get("title"), body=fields.get("body"), state=fields.get("state")
+        )
+        return Reply(200, self._pull_json(request, full_name)(record))
+
+    def merge_pull(self, request: Request, full_name: str, number: int) -> Reply:
+        fields = request.body if isinstance(request.body, dict) else {}
+        sha = self.state.merge_pull(
+            full_name,
+            number,
+            method=fields.get("merge_method") or "merge",
+            title=fields.get("commit_title"),
+            message=fields.get("commit_message"),
+            sha=fields.get("sha"),
+        )
+        return Reply(200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"})

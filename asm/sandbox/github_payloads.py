@@ -1,0 +1,262 @@
+"""JSON bodies shaped like GitHub's REST payloads, built from the sandbox's frozen records.
+
+Every object carries its own API `url`: PyGithub re-fetches that url whenever code reads an
+attribute the payload lacks, so a wrong url would surface as a baffling 404 far from here.
+`api` is the server's base URL (what PyGithub was given as `base_url`).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+from asm.sandbox.github_records import Comment, Issue, Label, Repo
+from asm.sandbox.github_state import BOT_LOGIN, GitHubState
+
+# Generous enough that no client ever throttles itself against the sandbox.
+RATE_LIMIT = 5000
+
+
+def user(api: str, web: str, login: str, kind: str = "User") -> dict:
+    return {
+        "login": login,
+        "id": sum(login.encode()) + 1,  # stable per login, which is all clients compare
+        "node_id": f"U_sandbox_{login}",
+        "type": kind,
+        "site_admin": False,
+        "url": f"{api}/users/{login}",
+        "html_url": f"{web}/{login}",
+        "avatar_url": "",
+        "gravatar_id": "",
+    }
+
+
+def repo(api: str, state: GitHubState, record: Repo) -> dict:
+    url = f"{api}/repos/{record.full_name}"
+    open_count = len(state.issue_records(record.full_name, "open"))
+    return {
+        "id": record.id,
+        "node_id": f"R_sandbox{record.id}",
+        "name": record.name,
+        "full_name": record.full_name,
+        "owner": user(api, state.web_url, record.owner, "Organization"),
+        "private": False,
+        "visibility": "public",
+        "description": None,
+        "fork": False,
+        "archived": False,
+        "disabled": False,
+        "url": url,
+        "html_url": f"{state.web_url}/{record.full_name}",
+        "clone_url": record.clone_url,
+        "git_url": record.clone_url,
+        "ssh_url": record.clone_url,
+        "svn_url": f"{state.web_url}/{record.full_name}",
+        "issues_url": f"{url}/issues{{/number}}",
+        "pulls_url": f"{url}/pulls{{/number}}",
+        "labels_url": f"{url}/labels{{/name}}",
+        "branches_url": f"{url}/branches{{/branch}}",
+        "default_branch": record.default_branch,
+        "created_at": record.created_at,
+        "updated_at": record.created_at,
+        "pushed_at": record.created_at,
+        "homepage": None,
+        "language": None,
+        "size": 0,
+        "has_issues": True,
+        "has_projects": False,
+        "has_wiki": False,
+        "has_pages": False,
+        "has_downloads": False,
+        "forks_count": 0,
+        "forks": 0,
+        "stargazers_count": 0,
+        "watchers_count": 0,
+        "watchers": 0,
+        "open_issues_count": open_count,
+        "open_issues": open_count,
+        "license": None,
+        "topics": [],
+        "allow_merge_commit": True,
+        "allow_squash_merge": True,
+        "allow_rebase_merge": False,
+        "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+    }
+
+
+def label(api: str, full_name: str, record: Label) -> dict:
+    return {
+        "id": record.id,
+        "node_id": f"LA_sandbox{record.id}",
+        "url": f"{api}/repos/{full_name}/labels/{quote(record.name, safe='')}",
+        "name": record.name,
+        "color": record.color,
+        "description": record.description,
+        "default": False,
+    }
+
+
+def _labels(api: str, state: GitHubState, full_name: str, names: tuple[str, ...]) -> list[dict]:
+    known = {record.name.lower(): record for record in state.label_records(full_name)}
+    # Labels are never deleted and adding one to an issue creates it, so every name is known.
+    return [label(api, full_name, known[name.lower()]) for name in names]
+
+
+def issue(api: str, state: GitHubState, full_name: str, record: Issue) -> dict:
+    """An issue as the issues endpoints show it; a pull request gets its `pull_request` key."""
+    url = f"{api}/repos/{full_name}/issues/{record.number}"
+    payload = {
+        "id": record.id,
+        "node_id": f"I_sandbox{record.id}",
+        "number": record.number,
+        "title": record.title,
+        "body": record.body,
+        "state": record.state,
+        "state_reason": "completed" if record.state == "closed" else None,
+        "locked": False,
+        "labels": _labels(api, state, full_name, record.labels),
+        "user": user(api, state.web_url, record.author),
+        "assignee": None,
+        "assignees": [],
+        "milestone": None,
+        "comments": len(record.comments),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "closed_at": record.closed_at,
+        "closed_by": None,
+        "author_association": "OWNER" if record.author != BOT_LOGIN else "CONTRIBUTOR",
+        "url": url,
+        "html_url": state.html_url(full_name, record),
+        "repository_url": f"{api}/repos/{full_name}",
+        "labels_url": f"{url}/labels{{/name}}",
+        "comments_url": f"{url}/comments",
+        "events_url": f"{url}/events",
+        "timeline_url": f"{url}/timeline",
+    }
+    if record.pull is not None:
+        payload["draft"] = record.pull.draft
+        html = state.html_url(full_name, record)
+        payload["pull_request"] = {
+            "url": f"{api}/repos/{full_name}/pulls/{record.number}",
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "merged_at": record.pull.merged_at,
+        }
+    return payload
+
+
+def comment(api: str, state: GitHubState, full_name: str, number: int, record: Comment) -> dict:
+    html = state.html_url(full_name, state.issue_record(full_name, number))
+    return {
+        "id": record.id,
+        "node_id": f"IC_sandbox{record.id}",
+        "body": record.body,
+        "user": user(api, state.web_url, record.author),
+        "created_at": record.created_at,
+        "updated_at": record.created_at,
+        "author_association": "CONTRIBUTOR" if record.author == BOT_LOGIN else "OWNER",
+        "url": f"{api}/repos/{full_name}/issues/comments/{record.id}",
+        "html_url": f"{html}#issuecomment-{record.id}",
+        "issue_url": f"{api}/repos/{full_name}/issues/{number}",
+    }
+
+
+def pull(api: str, state: GitHubState, full_name: str, record: Issue, heads: dict[str, str]) -> dict:
+    """A pull request; `heads` maps each branch to its sha right now (one git call per request)."""
+    repository = repo(api, state, state.repo(full_name))
+    owner = repository["owner"]["login"]
+    url = f"{api}/repos/{full_name}/pulls/{record.number}"
+    issue_url = f"{api}/repos/{full_name}/issues/{record.number}"
+    html = state.html_url(full_name, record)
+    pr = record.pull
+
+    def side(branch: str, sha: str) -> dict:
+        return {
+            "label": f"{owner}:{branch}",
+            "ref": branch,
+            "sha": sha,
+            "user": repository["owner"],
+            "repo": repository,
+        }
+
+    return {
+        "id": record.id,
+        "node_id": f"PR_sandbox{record.id}",
+        "number": record.number,
+        "state": record.state,
+        "locked": False,
+        "title": record.title,
+        "body": record.body,
+        "user": user(api, state.web_url, record.author),
+        "labels": _labels(api, state, full_name, record.labels),
+        "assignee": None,
+        "assignees": [],
+        "requested_reviewers": [],
+        "requested_teams": [],
+        "milestone": None,
+        "draft": pr.draft,
+        "head": side(pr.head, heads.get(pr.head, pr.head_sha)),
+        "base": side(pr.base, heads.get(pr.base, "")),
+        "merged": pr.merged,
+        # GitHub computes mergeability lazily; the sandbox answers at once and checks at merge.
+        "mergeable": None if record.state == "closed" else True,
+        "mergeable_state": "unknown" if record.state == "closed" else "clean",
+        "rebaseable": False,
+        "merged_at": pr.merged_at,
+        "merged_by": user(api, state.web_url, BOT_LOGIN) if pr.merged else None,
+        "merge_commit_sha": pr.merge_commit_sha,
+        "auto_merge": None,
+        "maintainer_can_modify": False,
+        "author_association": "CONTRIBUTOR",
+        "comments": len(record.comments),
+        "review_comments": 0,
+        "commits": 1,
+        "additions": 0,
+        "deletions": 0,
+        "changed_files": 0,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "closed_at": record.closed_at,
+        "url": url,
+        "html_url": html,
+        "diff_url": f"{html}.diff",
+        "patch_url": f"{html}.patch",
+        "issue_url": issue_url,
+        "comments_url": f"{issue_url}/comments",
+        "commits_url": f"{url}/commits",
+        "review_comments_url": f"{url}/comments",
+        "review_comment_url": f"{api}/repos/{full_name}/pulls/comments{{/number}}",
+        "statuses_url": f"{api}/repos/{full_name}/statuses/{heads.get(pr.head, pr.head_sha)}",
+    }
+
+
+def branch(api: str, full_name: str, name: str, sha: str) -> dict:
+    return {
+        "name": name,
+        "commit": {"sha": sha, "url": f"{api}/repos/{full_name}/commits/{sha}"},
+        "protected": False,
+        "_links": {"self": f"{api}/repos/{full_name}/branches/{quote(name, safe='')}"},
+    }
+
+
+def rate_limit_headers() -> dict[str, str]:
+    """The headers GitHub puts on every reply; clients read them to pace themselves."""
+    return {
+        "X-RateLimit-Limit": str(RATE_LIMIT),
+        "X-RateLimit-Remaining": str(RATE_LIMIT - 1),
+        "X-RateLimit-Reset": str(int(time.time()) + 3600),
+        "X-RateLimit-Used": "1",
+        "X-RateLimit-Resource": "core",
+        "X-GitHub-Media-Type": "github.v3; format=json",
+    }
+
+
+def rate_limit() -> dict:
+    reset = int(time.time()) + 3600
+    core = {"limit": RATE_LIMIT, "remaining": RATE_LIMIT, "reset": reset, "used": 0, "resource": "core"}
+    resources = {
+        name: {**core, "resource": name}
+        for name in ("core", "search", "graphql", "integration_manifest", "code_search")
+    }
+    return {"resources": resources, "rate": core}

@@ -1,0 +1,400 @@
+"""The sandbox GitHub's memory: repositories, issues, labels, comments, pull requests.
+
+Plain Python, no HTTP: tests seed and inspect it directly, and `github_server` serves it.
+One lock guards everything; records are frozen and replaced on change (see `github_records`).
+Each repository is a real bare git repository under `root`, so pushes, clones and merges are
+the real thing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from asm.sandbox import github_git as git
+from asm.sandbox.github_records import (
+    ApiError,
+    Comment,
+    Failure,
+    Issue,
+    IssueView,
+    Label,
+    Pull,
+    PullView,
+    Repo,
+    not_found,
+    now_iso,
+    validation_failed,
+)
+
+__all__ = ["GitHubState", "IssueView", "PullView", "BOT_LOGIN", "HUMAN_LOGIN"]
+
+BOT_LOGIN = "asm-sandbox-bot"  # whoever holds the token: comments and PRs made over the API
+HUMAN_LOGIN = "sandbox-user"  # the person who files the issues seeded with `create_issue`
+DEFAULT_COLOR = "ededed"  # GitHub's grey for labels created implicitly
+# The keywords GitHub honours in a PR body to close an issue when merged into the default branch.
+_CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?):?\s+#(\d+)\b", re.IGNORECASE)
+
+
+@dataclass
+class _RepoData:
+    repo: Repo
+    labels: dict[str, Label] = field(default_factory=dict)  # by lower-cased name: GitHub ignores case
+    issues: dict[int, Issue] = field(default_factory=dict)
+
+
+class GitHubState:
+    """Thread-safe in-memory GitHub, with one bare git repository per repo under `root`.
+
+    Asking about a repo or issue that does not exist raises `ApiError` with status 404, the
+    same error the HTTP layer turns into GitHub's "Not Found".
+    """
+
+    def __init__(self, root: Path, token: str, *, web_url: str = "https://github.sandbox.invalid") -> None:
+        self.root = Path(root)
+        self.token = token
+        # html_url links point here; nothing serves them, `.invalid` says so plainly.
+        self.web_url = web_url.rstrip("/")
+        self._lock = threading.RLock()
+        self._repos: dict[str, _RepoData] = {}
+        self._next_id = 1000
+        self._requests: list[tuple[str, str]] = []
+        self._failures: list[Failure] = []
+
+    # -- seeding and inspection (tests, demo) --------------------------------------------------
+
+    def create_repo(self, full_name: str, files: dict[str, str], default_branch: str = "main") -> None:
+        """A repo whose bare git repository holds `files` in one commit on `default_branch`."""
+        owner, _, name = full_name.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"repository name must be owner/name, got {full_name!r}")
+        with self._lock:
+            if full_name.lower() in self._repos:
+                raise ValueError(f"repository {full_name} already exists")
+            path = self.root / owner / f"{name}.git"
+            git.init_bare(path, files, default_branch)
+            repo = Repo(self._new_id(), owner, name, default_branch, path, now_iso())
+            self._repos[full_name.lower()] = _RepoData(repo)
+
+    def create_issue(self, full_name: str, title: str, body: str = "", labels: Sequence[str] = ()) -> int:
+        """Files an issue as a human would; missing labels are created (GitHub would refuse)."""
+        return self.new_issue(full_name, title, body, list(labels), author=HUMAN_LOGIN).number
+
+    def close_issue(self, full_name: str, number: int) -> None:
+        self.edit_issue(full_name, number, state="closed")
+
+    def issue(self, full_name: str, number: int) -> IssueView:
+        record = self.issue_record(full_name, number)
+        return IssueView(
+            number=record.number,
+            title=record.title,
+            body=record.body,
+            state=record.state,
+            labels=record.labels,
+            comments=tuple(comment.body for comment in record.comments),
+            is_pull=record.pull is not None,
+        )
+
+    def pulls(self, full_name: str) -> list[PullView]:
+        """Every pull request of the repo, oldest first."""
+        return [
+            PullView(
+                number=r.number,
+                title=r.title,
+                body=r.body,
+                head=r.pull.head,
+                base=r.pull.base,
+                state=r.state,
+                merged=r.pull.merged,
+                html_url=self.html_url(full_name, r),
+            )
+            for r in sorted(self.pull_records(full_name, "all"), key=lambda r: r.number)
+        ]
+
+    def labels(self, full_name: str) -> list[str]:
+        return [label.name for label in self.label_records(full_name)]
+
+    def branch_sha(self, full_name: str, branch: str) -> str | None:
+        return git.rev_parse(self.repo(full_name).path, branch)
+
+    def file_at(self, full_name: str, branch: str, path: str) -> str | None:
+        return git.show_file(self.repo(full_name).path, branch, path)
+
+    def html_url(self, full_name: str, record: Issue) -> str:
+        kind = "pull" if record.pull else "issues"
+        return f"{self.web_url}/{self.repo(full_name).full_name}/{kind}/{record.number}"
+
+    # -- request log and injected failures -----------------------------------------------------
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path with query) of every request served so far, failed ones included."""
+        with self._lock:
+            return list(self._requests)
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def inject_failures(
+        self,
+        status: int,
+        count: int = 1,
+        retry_after: float | None = None,
+        path_contains: str = "",
+        message: str = "",
+    ) -> None:
+        """The next `count` requests whose path contains `path_contains` answer `status`."""
+        with self._lock:
+            self._failures.append(Failure(status, count, retry_after, path_contains, message))
+
+    def record_request(self, method: str, path: str) -> Failure | None:
+        """Logs a request; returns the injected failure it must answer with, if one matches."""
+        with self._lock:
+            self._requests.append((method, path))
+            for index, failure in enumerate(self._failures):
+                if failure.path_contains in path:
+                    if failure.remaining > 1:
+                        self._failures[index] = replace(failure, remaining=failure.remaining - 1)
+                    else:
+                        del self._failures[index]
+                    return failure
+            return None
+
+    # -- what the REST API reads and writes ----------------------------------------------------
+
+    def repo(self, full_name: str) -> Repo:
+        return self._data(full_name).repo
+
+    def branch_heads(self, full_name: str) -> dict[str, str]:
+        return git.branch_heads(self.repo(full_name).path)
+
+    def label_records(self, full_name: str) -> list[Label]:
+        with self._lock:
+            return sorted(self._data(full_name).labels.values(), key=lambda label: label.name.lower())
+
+    def label_record(self, full_name: str, name: str) -> Label:
+        with self._lock:
+            label = self._data(full_name).labels.get(name.lower())
+            if label is None:
+                raise not_found()
+            return label
+
+    def create_label(
+        self, full_name: str, name: str, color: str = DEFAULT_COLOR, description: str | None = None
+    ) -> Label:
+        with self._lock:
+            data = self._data(full_name)
+            if not name:
+                raise validation_failed("Label", "missing_field", "name")
+            if name.lower() in data.labels:
+                raise validation_failed("Label", "already_exists", "name")
+            label = Label(self._new_id(), name, color.lstrip("#") or DEFAULT_COLOR, description)
+            data.labels[name.lower()] = label
+            return label
+
+    def issue_record(self, full_name: str, number: int) -> Issue:
+        with self._lock:
+            record = self._data(full_name).issues.get(number)
+            if record is None:
+                raise not_found()
+            return record
+
+    def issue_records(self, full_name: str, state: str = "open", labels: Sequence[str] = ()) -> list[Issue]:
+        """Issues and pull requests in `state` carrying every one of `labels`, newest first."""
+        wanted = {name.lower() for name in labels}
+        with self._lock:
+            records = list(self._data(full_name).issues.values())
+        matching = [
+            r for r in records if state in ("all", r.state) and wanted <= {name.lower() for name in r.labels}
+        ]
+        return sorted(matching, key=lambda r: r.number, reverse=True)
+
+    def new_issue(self, full_name: str, title: str, body: str, labels: list[str], author: str) -> Issue:
+        if not title:
+            raise validation_failed("Issue", "missing_field", "title")
+        with self._lock:
+            data = self._data(full_name)
+            now = now_iso()
+            record = Issue(self._new_id(), len(data.issues) + 1, title, body or "", author, now, now)
+            data.issues[record.number] = record
+            return self.set_labels(full_name, record.number, labels) if labels else record
+
+    def edit_issue(
+        self,
+        full_name: str,
+        number: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+        labels: list[str] | None = None,
+    ) -> Issue:
+        """PATCH semantics: only the fields given change."""
+        if state not in (None, "open", "closed"):
+            raise validation_failed("Issue", "invalid", "state")
+        with self._lock:
+            record = self.issue_record(full_name, number)
+            if title is not None:
+                record = replace(record, title=title)
+            if body is not None:
+                record = replace(record, body=body)
+            if state is not None and state != record.state:
+                record = replace(record, state=state, closed_at=now_iso() if state == "closed" else None)
+            record = self._store(full_name, record)
+            return self.set_labels(full_name, number, labels) if labels is not None else record
+
+    def add_labels(self, full_name: str, number: int, names: list[str]) -> Issue:
+        """Adds labels to an issue, creating the ones the repo lacks (as GitHub does)."""
+        with self._lock:
+            record = self.issue_record(full_name, number)
+            present = {name.lower() for name in record.labels}
+            added = tuple(self._ensure_label(full_name, name).name for name in names)
+            fresh = tuple(dict.fromkeys(name for name in added if name.lower() not in present))
+            return self._store(full_name, replace(record, labels=record.labels + fresh))
+
+    def set_labels(self, full_name: str, number: int, names: list[str]) -> Issue:
+        with self._lock:
+            record = replace(self.issue_record(full_name, number), labels=())
+            self._store(full_name, record)
+            return self.add_labels(full_name, number, names)
+
+    def remove_label(self, full_name: str, number: int, name: str) -> Issue:
+        with self._lock:
+            record = self.issue_record(full_name, number)
+            kept = tuple(label for label in record.labels if label.lower() != name.lower())
+            if kept == record.labels:
+                raise ApiError(404, "Label does not exist")
+            return self._store(full_name, replace(record, labels=kept))
+
+    def add_comment(self, full_name: str, number: int, body: str, author: str = BOT_LOGIN) -> Comment:
+        if not body:
+            raise validation_failed("IssueComment", "missing_field", "body")
+        with self._lock:
+            record = self.issue_record(full_name, number)
+            comment = Comment(self._new_id(), body, author, now_iso())
+            self._store(full_name, replace(record, comments=record.comments + (comment,)))
+            return comment
+
+    def pull_records(self, full_name: str, state: str = "open", head: str = "", base: str = "") -> list[Issue]:
+        """Pull requests, newest first, filtered by `head` ("owner:branch") and `base`."""
+        repo = self.repo(full_name)
+        if ":" not in head:
+            # GitHub silently ignores a head filter without the owner (PyGithub issue #1566);
+            # the sandbox does too, so code that forgets the owner fails here, not in production.
+            head = ""
+        return [
+            r for r in self.issue_records(full_name, state)
+            if r.pull
+            and (not head or head.lower() == f"{repo.owner}:{r.pull.head}".lower())
+            and (not base or base == r.pull.base)
+        ]
+
+    def pull_record(self, full_name: str, number: int) -> Issue:
+        record = self.issue_record(full_name, number)
+        if record.pull is None:
+            raise not_found()
+        return record
+
+    def create_pull(
+        self, full_name: str, title: str, body: str, head: str, base: str, draft: bool = False
+    ) -> Issue:
+        """Opens a PR if GitHub would: both branches exist, head is ahead, no open twin."""
+        with self._lock:
+            repo = self.repo(full_name)
+            owner, _, branch = head.rpartition(":")
+            if owner and owner.lower() != repo.owner.lower():
+                raise validation_failed("PullRequest", "invalid", "head")
+            head_sha = git.rev_parse(repo.path, branch)
+            if head_sha is None:
+                raise validation_failed("PullRequest", "invalid", "head")
+            if git.rev_parse(repo.path, base) is None:
+                raise validation_failed("PullRequest", "invalid", "base")
+            if self.pull_records(full_name, "open", head=f"{repo.owner}:{branch}", base=base):
+                message = f"A pull request already exists for {repo.owner}:{branch}."
+                raise validation_failed("PullRequest", "custom", message=message)
+            if git.commits_ahead(repo.path, base, branch) == 0:
+                raise validation_failed("PullRequest", "custom", message=f"No commits between {base} and {branch}")
+            record = self.new_issue(full_name, title, body, [], author=BOT_LOGIN)
+            return self._store(full_name, replace(record, pull=Pull(branch, base, head_sha, draft)))
+
+    def merge_pull(
+        self,
+        full_name: str,
+        number: int,
+        method: str = "merge",
+        title: str | None = None,
+        message: str | None = None,
+        sha: str | None = None,
+    ) -> str:
+        """Really merges the PR into its base branch; the merge commit's sha.
+
+        Held under the lock so two merges into one base never race each other.
+        """
+        with self._lock:
+            repo = self.repo(full_name)
+            record = self.pull_record(full_name, number)
+            pull = record.pull
+            head_sha = git.rev_parse(repo.path, pull.head)
+            if record.state != "open" or head_sha is None:
+                raise ApiError(405, "Pull Request is not mergeable")
+            if sha and sha != head_sha:
+                raise ApiError(409, "Head branch was modified. Review and try the merge again.")
+            if method not in ("merge", "squash"):
+                raise ApiError(405, f"{method.capitalize()} merges are not allowed on this repository.")
+            if method == "merge":
+                subject = title or f"Merge pull request #{number} from {repo.owner}/{pull.head}"
+                text = f"{subject}\n\n{message if message is not None else record.title}"
+            else:
+                text = f"{title or f'{record.title} (#{number})'}\n\n{message or ''}".strip()
+            try:
+                merge_sha = git.merge(repo.path, pull.base, pull.head, text, squash=method == "squash")
+            except git.MergeConflict:
+                raise ApiError(405, "Pull Request is not mergeable") from None
+            except git.GitFailed:
+                raise ApiError(409, "Base branch was modified. Review and try the merge again.") from None
+            now = now_iso()
+            merged = replace(pull, head_sha=head_sha, merged=True, merged_at=now, merge_commit_sha=merge_sha)
+            self._store(full_name, replace(record, state="closed", closed_at=now, pull=merged))
+            if pull.base == repo.default_branch:
+                self._close_linked_issues(full_name, record.body)
+            return merge_sha
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _data(self, full_name: str) -> _RepoData:
+        with self._lock:
+            data = self._repos.get(full_name.lower())
+            if data is None:
+                raise not_found()
+            return data
+
+    def _new_id(self) -> int:
+        with self._lock:
+            self._next_id += 1
+            return self._next_id
+
+    def _store(self, full_name: str, record: Issue) -> Issue:
+        record = replace(record, updated_at=now_iso())
+        with self._lock:
+            self._data(full_name).issues[record.number] = record
+        return record
+
+    def _ensure_label(self, full_name: str, name: str) -> Label:
+        with self._lock:
+            existing = self._data(full_name).labels.get(name.lower())
+            return existing or self.create_label(full_name, name)
+
+    def _close_linked_issues(self, full_name: str, body: str) -> None:
+        for number in {int(n) for n in _CLOSING.findall(body or "")}:
+            target = self._data(full_name).issues.get(number)
+            if target and target.pull is None and target.state == "open":
+                self.edit_issue(full_name, number, state="closed")

@@ -1,0 +1,188 @@
+"""The scripted model's mind: a Messages API request in, the next assistant turn out.
+
+It plays each role the way Claude would with the same tools: it reads the system prompt asm
+wrote (role, repository root, issue), counts its own earlier turns, and takes the next action
+of that role's script. The sample issues' code and tests come from `sample_repo.SOLUTIONS`.
+
+An issue can steer the script with a directive in its body, for tests:
+`<!-- asm-sandbox: po=REVISE,APPROVE; clarify; turns=5; run=env > probe.txt -->`
+- `po=`: the Product Owner's decision in each round (the last one repeats);
+- `clarify`: the Architect asks questions instead of implementing;
+- `turns=N`: the Architect spends N extra turns looking around first;
+- `run=CMD`: the Architect also runs CMD with bash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from asm.sandbox.sample_repo import TEST_COMMAND, Solution, solution_for
+
+ROLE_PATTERN = re.compile(r"You are the (Architect|Security reviewer|Tester|Product Owner)\b")
+ROOT_PATTERN = re.compile(r"checked out at (\S+) on the branch")
+ISSUE_PATTERN = re.compile(r"The issue, (\S+)#(\d+): (.*)")
+REVISION_PATTERN = re.compile(r"Revision (\d+)\.")
+DIRECTIVE_PATTERN = re.compile(r"<!--\s*asm-sandbox:(.*?)-->", re.S)
+
+
+@dataclass(frozen=True)
+class Directives:
+    po: tuple[str, ...] = ("APPROVE",)
+    clarify: bool = False
+    extra_turns: int = 0
+    run: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Directives:
+        match = DIRECTIVE_PATTERN.search(text)
+        if not match:
+            return cls()
+        values: dict[str, Any] = {}
+        for part in (p.strip() for p in match.group(1).split(";")):
+            name, _, value = part.partition("=")
+            if name == "po":
+                values["po"] = tuple(v.strip().upper() for v in value.split(","))
+            elif name == "clarify":
+                values["clarify"] = True
+            elif name == "turns":
+                values["extra_turns"] = int(value)
+            elif name == "run":
+                values["run"] = value.strip()
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the script needs to know, read off one request."""
+
+    role: str
+    root: str
+    issue_number: int
+    title: str
+    directives: Directives
+    revision: int
+    feedback: str
+    turn: int  # how many assistant turns this role has taken already
+    last_result: Mapping[str, Any] | None
+
+    @classmethod
+    def read(cls, request: Mapping[str, Any]) -> Situation:
+        system = request.get("system") or ""
+        if not isinstance(system, str):
+            system = "\n".join(block.get("text", "") for block in system)
+        messages = request["messages"]
+        role = ROLE_PATTERN.search(system)
+        root = ROOT_PATTERN.search(system)
+        issue = ISSUE_PATTERN.search(system)
+        first = _text(messages[0])
+        revision = REVISION_PATTERN.search(first)
+        feedback = first.split("asked for changes:", 1)[1].split("The previous round", 1)[0].strip() \
+            if revision else ""
+        last = messages[-1]["content"]
+        results = [b for b in last if isinstance(b, dict) and b.get("type") == "tool_result"] \
+            if isinstance(last, list) else []
+        return cls(
+            role=role.group(1) if role else "",
+            root=root.group(1) if root else ".",
+            issue_number=int(issue.group(2)) if issue else 0,
+            title=issue.group(3).strip() if issue else "",
+            directives=Directives.parse(system),
+            revision=int(revision.group(1)) if revision else 0,
+            feedback=feedback,
+            turn=sum(1 for message in messages if message["role"] == "assistant"),
+            last_result=results[-1] if results else None,
+        )
+
+    @property
+    def last_failed(self) -> bool:
+        return bool(self.last_result and self.last_result.get("is_error"))
+
+
+def _text(message: Mapping[str, Any]) -> str:
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(block.get("text", "") for block in content if block.get("type") == "text")
+
+
+# An action is ("bash", input) / ("edit", input) / ("tool", name, input) / ("say", text).
+Action = tuple[Any, ...]
+
+
+def bash(command: str) -> Action:
+    return ("tool", "bash", {"command": command})
+
+
+def edit(**tool_input: Any) -> Action:
+    return ("tool", "str_replace_based_edit_tool", tool_input)
+
+
+def say(text: str) -> Action:
+    return ("say", text)
+
+
+def architect(s: Situation, solution: Solution | None) -> list[Action]:
+    d = s.directives
+    if d.clarify:
+        return [("tool", "request_clarification", {"questions": "- Which module should this live in?\n"
+                                                                 "- What should happen with empty input?"})]
+    look = [edit(command="view", path=s.root)] + [bash("ls -la && git log --oneline -3")] * d.extra_turns
+    extra = [bash(d.run)] if d.run else []
+    if solution is None:
+        notes = f"docs/issue-{s.issue_number}.md"
+        work = [edit(command="create", path=notes, file_text=f"# {s.title}\n\nNotes on issue #{s.issue_number}.\n")]
+        return look + work + extra + [say(f"Wrote {notes} for this issue.")]
+    if s.revision:
+        revised = [edit(command="insert", path=solution.module_path, insert_line=0,
+                        insert_text=f"# Revision {s.revision}: {s.feedback.splitlines()[0][:100]}")]
+        return revised + [bash(TEST_COMMAND)] + extra + [
+            say(f"Applied the Product Owner's feedback to {solution.module_path}; the tests still pass.")]
+    return look + [
+        edit(command="create", path=solution.module_path, file_text=solution.code),
+        bash(TEST_COMMAND),
+        *extra,
+        say(f"Implemented `{solution.function}` in {solution.module_path}; the existing tests pass."),
+    ]
+
+
+def security(s: Situation, solution: Solution | None) -> list[Action]:
+    return [bash("git status --short && git diff"),
+            say("Reviewed the change: a pure function on its input, no I/O, no eval, no secrets. Nothing to fix.")]
+
+
+def tester(s: Situation, solution: Solution | None) -> list[Action]:
+    if solution is None:
+        return [bash(TEST_COMMAND), say("No code changed; the existing tests pass.")]
+    outcome = "fail; see the output above" if s.last_failed and s.turn >= 2 else "pass"
+    return [edit(command="create", path=solution.test_path, file_text=solution.test), bash(TEST_COMMAND),
+            say(f"Added {solution.test_path} covering `{solution.function}` and its edge cases; "
+                f"`{TEST_COMMAND}` ran and the tests {outcome}.")]
+
+
+def product_owner(s: Situation, solution: Solution | None) -> list[Action]:
+    wanted = s.directives.po[min(s.revision, len(s.directives.po) - 1)]
+    if s.turn >= 1 and s.last_failed and wanted == "APPROVE":
+        decision = {"decision": "REVISE", "feedback": "The test suite fails; make it pass."}
+    else:
+        feedback = {"APPROVE": "Resolves the issue; tests pass.",
+                    "REVISE": "Close, but document the edge cases in the module.",
+                    "REJECT": "This is out of scope for textkit; we will not add it."}[wanted]
+        decision = {"decision": wanted, "feedback": feedback}
+    return [bash(TEST_COMMAND), ("tool", "submit_decision", decision)]
+
+
+SCRIPTS = {"Architect": architect, "Security reviewer": security, "Tester": tester, "Product Owner": product_owner}
+
+
+def next_action(request: Mapping[str, Any]) -> Action:
+    """The action this role takes next; past the end of its script it summarises and stops."""
+    s = Situation.read(request)
+    script = SCRIPTS.get(s.role)
+    if script is None:
+        return say("I can only play the roles asm gives me.")
+    actions = script(s, solution_for(s.title))
+    return actions[s.turn] if s.turn < len(actions) else actions[-1] if actions[-1][0] == "say" \
+        else say("Done.")

@@ -1,0 +1,215 @@
+"""The agent's hands: Anthropic's `bash` and text editor tools, confined to one workspace.
+
+Every tool returns a ToolResult; nothing here raises on a bad request from the model, because a
+failed tool call is information for the model (`is_error: true`), not a reason to stop the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
+EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
+MAX_VIEW_CHARACTERS = 16_000
+EDITOR_TOOL = {"type": "text_editor_20250728", "name": EDITOR_TOOL_NAME, "max_characters": MAX_VIEW_CHARACTERS}
+
+COMMAND_TIMEOUT_SECONDS = 180
+MAX_OUTPUT_CHARACTERS = 12_000
+# What a tool command may inherit from the worker: enough to find programs and behave, no secret.
+INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "TZ", "PYENV_ROOT", "VIRTUAL_ENV")
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What one tool call returns to the model."""
+
+    content: str
+    is_error: bool = False
+
+
+def truncate(text: str, limit: int = MAX_OUTPUT_CHARACTERS) -> str:
+    """Keep the head and the tail of long output, where errors and summaries are."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
+
+
+def tool_environment(home: Path, inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for tool commands: an allow-list, never the worker's secrets."""
+    source = os.environ if inherited is None else inherited
+    env = {name: source[name] for name in INHERITED_VARIABLES if name in source}
+    env.update(
+        HOME=str(home),
+        TERM="dumb",
+        PAGER="cat",
+        GIT_PAGER="cat",
+        GIT_TERMINAL_PROMPT="0",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
+class Workspace:
+    """The directory tools may touch, and the resolution of paths the model gives."""
+
+    def __init__(self, root: Path, home: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.home = home
+
+    def resolve(self, path: str) -> Path:
+        """An absolute path inside the workspace, or ValueError; symlinks are followed before checking."""
+        if not path or "\x00" in path:
+            raise ValueError("a path is required")
+        candidate = Path(path)
+        if not candidate.is_absolute():
+            candidate = self.root / candidate
+        real = Path(os.path.realpath(candidate))
+        if real != self.root and self.root not in real.parents:
+            raise ValueError(f"{path} is outside the repository at {self.root}; only paths inside it are allowed")
+        if ".git" in real.relative_to(self.root).parts[:1]:
+            raise ValueError("the .git directory is managed by asm and cannot be edited")
+        return real
+
+
+class BashTool:
+    """Runs one shell command in the workspace, with a timeout, a clean environment and truncated output."""
+
+    definition = BASH_TOOL
+
+    def __init__(self, workspace: Workspace, timeout: float = COMMAND_TIMEOUT_SECONDS) -> None:
+        self.workspace = workspace
+        self.timeout = timeout
+        self.env = tool_environment(workspace.home)
+
+    def __call__(self, tool_input: Mapping[str, Any]) -> ToolResult:
+        if tool_input.get("restart"):
+            # Each command runs in a fresh shell, so there is no session to restart.
+            return ToolResult("The shell was restarted. Commands run from the repository root.")
+        command = tool_input.get("command")
+        if not isinstance(command, str) or not command.strip():
+            return ToolResult("`command` is required", is_error=True)
+        return self.run(command)
+
+    def run(self, command: str) -> ToolResult:
+        process = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=self.workspace.root,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so a timeout can kill everything the command started
+        )
+        try:
+            output, _ = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process.pid)
+            output, _ = process.communicate()
+            text = truncate(output.decode(errors="replace"))
+            return ToolResult(f"{text}\n[timed out after {self.timeout:g}s and was killed]", is_error=True)
+        _kill_group(process.pid)  # nothing a command started may outlive it (or the workspace)
+        text = truncate(output.decode(errors="replace")) or "(no output)"
+        if process.returncode != 0:
+            return ToolResult(f"{text}\n[exit code {process.returncode}]", is_error=True)
+        return ToolResult(text)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class EditorTool:
+    """Anthropic's text editor (`text_editor_20250728`): view, create, str_replace, insert."""
+
+    definition = EDITOR_TOOL
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    def __call__(self, tool_input: Mapping[str, Any]) -> ToolResult:
+        command = tool_input.get("command")
+        handler = {
+            "view": self.view,
+            "create": self.create,
+            "str_replace": self.str_replace,
+            "insert": self.insert,
+        }.get(command)  # type: ignore[arg-type]
+        if handler is None:
+            return ToolResult(f"unknown command {command!r}; use view, create, str_replace or insert", is_error=True)
+        try:
+            path = self.workspace.resolve(str(tool_input.get("path", "")))
+            return handler(path, tool_input)
+        except (ValueError, TypeError, OSError, UnicodeDecodeError) as problem:
+            return ToolResult(str(problem), is_error=True)
+
+    def _shown(self, path: Path) -> str:
+        return str(path.relative_to(self.workspace.root)) or "."
+
+    def view(self, path: Path, tool_input: Mapping[str, Any]) -> ToolResult:
+        if path.is_dir():
+            entries = []
+            for entry in sorted(path.rglob("*")):
+                relative = entry.relative_to(path)
+                if len(relative.parts) > 2 or any(part.startswith(".") for part in relative.parts):
+                    continue
+                entries.append(f"{self._shown(entry)}{'/' if entry.is_dir() else ''}")
+            return ToolResult(truncate("\n".join(entries) or "(empty directory)", MAX_VIEW_CHARACTERS))
+        lines = path.read_text().splitlines()
+        start, end = 1, len(lines)
+        view_range = tool_input.get("view_range")
+        if view_range:
+            if not (isinstance(view_range, list) and len(view_range) == 2):
+                raise ValueError("view_range must be [start, end]")
+            start, end = int(view_range[0]), int(view_range[1])
+            end = len(lines) if end == -1 else end
+            if not 1 <= start <= max(end, 1) or end > len(lines):
+                raise ValueError(f"view_range {view_range} is outside the file's {len(lines)} lines")
+        numbered = "\n".join(f"{number}: {lines[number - 1]}" for number in range(start, end + 1))
+        return ToolResult(truncate(numbered or "(empty file)", MAX_VIEW_CHARACTERS))
+
+    def create(self, path: Path, tool_input: Mapping[str, Any]) -> ToolResult:
+        text = tool_input.get("file_text")
+        if not isinstance(text, str):
+            raise ValueError("file_text is required")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return ToolResult(f"Created {self._shown(path)}")
+
+    def str_replace(self, path: Path, tool_input: Mapping[str, Any]) -> ToolResult:
+        old, new = tool_input.get("old_str"), tool_input.get("new_str", "")
+        if not isinstance(old, str) or not old or not isinstance(new, str):
+            raise ValueError("old_str (non-empty) and new_str are required")
+        text = path.read_text()
+        count = text.count(old)
+        if count != 1:
+            where = "no match" if count == 0 else f"{count} matches"
+            raise ValueError(f"old_str must match exactly once in {self._shown(path)}; found {where}")
+        path.write_text(text.replace(old, new, 1))
+        return ToolResult(f"Edited {self._shown(path)}")
+
+    def insert(self, path: Path, tool_input: Mapping[str, Any]) -> ToolResult:
+        # The model sends `insert_text`; older documentation said `new_str`. Accept both.
+        text = tool_input.get("insert_text", tool_input.get("new_str"))
+        line = tool_input.get("insert_line")
+        if not isinstance(text, str) or not isinstance(line, int):
+            raise ValueError("insert_line (a number) and insert_text are required")
+        lines = path.read_text().splitlines(keepends=True)
+        if not 0 <= line <= len(lines):
+            raise ValueError(f"insert_line {line} is outside 0..{len(lines)}")
+        if lines and not lines[-1].endswith("\n") and line == len(lines):
+            lines[-1] += "\n"
+        lines.insert(line, text if text.endswith("\n") else text + "\n")
+        path.write_text("".join(lines))
+        return ToolResult(f"Inserted after line {line} of {self._shown(path)}")

@@ -1,0 +1,83 @@
+"""A worker process's life: its identity, its clients and its status, built once when it starts."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from asm.config import SECRET_VARIABLES, load_settings
+from asm.deps import Deps, build
+from asm.report import RedactingFilter
+from asm.status import WorkerStatus
+
+log = logging.getLogger(__name__)
+PR_SET_DUMPABLE = 4
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    deps: Deps
+    status: WorkerStatus
+
+
+_current: WorkerContext | None = None
+_nodename = f"asm@{socket.gethostname()}"
+
+
+def set_nodename(nodename: str) -> None:
+    """The Celery node name (`-n`), learnt in the parent before the pool forks."""
+    global _nodename
+    _nodename = nodename
+
+
+def worker_id(slot: int | None) -> str:
+    """`<node>-<slot>`: one id per concurrency slot, stable across restarts, unique in the fleet."""
+    return f"{_nodename}-{(slot or 0) + 1}"
+
+
+def harden_process() -> None:
+    """Keep other processes of this user (tool commands included) out of /proc/<pid>/environ and memory."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        pass
+
+
+def configure_logging(level: str, secrets: tuple[str, ...]) -> None:
+    """asm's level, quiet HTTP clients, and no secret in any line, whoever logs it."""
+    logging.getLogger("asm").setLevel(level)
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "github"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    redaction = RedactingFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redaction)
+
+
+def start(slot: int | None) -> WorkerContext:
+    """Build this process's clients and announce it; called once per pool process."""
+    global _current
+    settings = load_settings()
+    harden_process()
+    configure_logging(settings.log_level, settings.secrets)
+    deps = build(settings)
+    # The clients hold what they need; no child process (git, a tool command) inherits a secret.
+    for variable in SECRET_VARIABLES:
+        os.environ.pop(variable, None)
+    status = WorkerStatus(deps.redis, worker_id(slot), socket.gethostname(), os.getpid())
+    status.start()
+    _current = WorkerContext(deps, status)
+    log.info("worker %s ready", status.worker)
+    return _current
+
+
+def current() -> WorkerContext:
+    """This process's context, started on first use (the solo and threads pools have no process init)."""
+    return _current or start(None)
+
+
+def stop() -> None:
+    if _current is not None:
+        _current.status.stop()

@@ -1,0 +1,33 @@
+"""asm.process_issue: one issue, one delivery; the work is `asm.process.process_issue`."""
+
+from __future__ import annotations
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from asm import worker
+from asm.celery_app import app
+from asm.keys import IssueRef
+from asm.process import Progress, process_issue as work_issue
+from asm.queue import enqueue
+
+
+@app.task(name="asm.process_issue", bind=True)
+def process_issue(self: Task, repo: str, number: int) -> str:
+    """Work `repo#number` if this delivery wins the claim; returns the outcome in one line."""
+    context = worker.current()
+    issue = IssueRef.parse(repo, number)
+
+    def report(progress: Progress) -> None:
+        meta = {"issue": progress.issue, "stage": progress.stage, "revision": progress.revision,
+                "spent_usd": round(progress.spent_usd, 4), "worker": context.status.worker}
+        # Flower shows the stage as the task's state; the result backend keeps it for `AsyncResult`.
+        self.send_event(f"task-{progress.stage}", **meta)
+        self.update_state(state=progress.stage.upper(), meta=meta)
+
+    result = work_issue(context.deps, context.status, issue, report, time_up=(SoftTimeLimitExceeded,))
+    if result.requeue_after is not None:
+        settings = context.deps.settings
+        enqueue(context.deps.redis, app, issue, by=f"retry of {self.request.id}",
+                stale_after=settings.task_time_limit, countdown=result.requeue_after)
+    return result.summary

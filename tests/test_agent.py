@@ -1,0 +1,391 @@
+"""The tool-use loop, the model client's retry policy and the team, on a real git clone of the sample repo
+against the scripted Messages API server, through the real `anthropic` client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from asm.agent import Agent
+from asm.cost import Usage
+from asm.errors import AsmError, BudgetExceeded, CreditExhausted, ModelUnavailable, TurnLimitReached
+from asm.model import ModelClient
+from asm.roles import ARCHITECT, PRODUCT_OWNER, TESTER
+from asm.sandbox.model_server import ScriptedModelServer
+from asm.sandbox.sample_repo import FILES, SOLUTIONS, TEST_COMMAND
+from asm.team import Team, task_text
+from asm.tools import BASH_TOOL, BashTool, Workspace
+from asm.workflow import Step, run_workflow
+
+KEY = "sk-ant-sandbox-agent"
+MODEL = "claude-sonnet-4-6"
+SLUGIFY = SOLUTIONS[0]
+
+
+class Meter:
+    """Records every charge; refuses (BudgetExceeded) once `limit` calls were let through."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.allowed = 0
+        self.charges: list[Usage] = []
+
+    def before_call(self) -> None:
+        if self.limit is not None and self.allowed >= self.limit:
+            raise BudgetExceeded(f"{self.limit} calls is the cap", cap_name="test", spent_usd=0.0, cap_usd=0.0)
+        self.allowed += 1
+
+    def charge(self, usage: Usage) -> None:
+        self.charges.append(usage)
+
+
+class Sleeps:
+    """A `sleep` that records what it was asked to wait, and does not wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture(scope="module")
+def running_server() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer(KEY) as running:
+        yield running
+
+
+@pytest.fixture
+def server(running_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
+    running_server.failures.clear()
+    running_server.calls = 0
+    yield running_server
+    running_server.failures.clear()
+
+
+@pytest.fixture
+def sdk(server: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(api_key=KEY, base_url=server.url, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def model(sdk: anthropic.Anthropic, sleeps: Sleeps) -> ModelClient:
+    return ModelClient(sdk, MODEL, max_retries=2, backoff_seconds=0.01, sleep=sleeps)
+
+
+def git(*args: str, cwd: Path) -> str:
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
+    return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A real git clone of the sample repository, as a workspace would hold it."""
+    path = tmp_path / "textkit"
+    for name, text in FILES.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git("init", "--quiet", "-b", "main", cwd=path)
+    git("add", "--all", cwd=path)
+    git("commit", "--quiet", "-m", "Initial commit", cwd=path)
+    return path
+
+
+@pytest.fixture
+def workspace(repo: Path, tmp_path: Path) -> Workspace:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Workspace(repo, home)
+
+
+def context(repo: Path, title: str = SLUGIFY.title, body: str = SLUGIFY.body) -> dict[str, str]:
+    return {"repo": "acme/textkit", "root": str(repo), "branch": "ai-feature/issue-1",
+            "issue_key": "acme/textkit#1", "title": title, "body": body}
+
+
+def team(model: ModelClient, meter: Meter, workspace: Workspace, repo: Path, max_turns: int = 20,
+         transcripts: Path | None = None, body: str = SLUGIFY.body) -> Team:
+    return Team(model, meter, workspace, context(repo, body=body), max_turns, transcripts)
+
+
+def run_tests(repo: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *TEST_COMMAND.split()[1:]], cwd=repo, capture_output=True, text=True)
+
+
+# -- the team at work ----------------------------------------------------------------------------------
+
+
+def test_the_architect_implements_the_issue(model: ModelClient, workspace: Workspace, repo: Path,
+                                            server: ScriptedModelServer) -> None:
+    meter = Meter()
+
+    output = team(model, meter, workspace, repo).perform(Step(ARCHITECT), ())
+
+    module = repo / SLUGIFY.module_path
+    assert module.read_text() == SLUGIFY.code
+    assert "slugify" in output.summary
+    assert output.decision is None and not output.questions
+    checked = subprocess.run([sys.executable, "-c", "from textkit.slugify import slugify; "
+                              "print(slugify('Hello, World!'))"], cwd=repo, capture_output=True, text=True)
+    assert checked.stdout.strip() == "hello-world"
+    assert run_tests(repo).returncode == 0
+    assert len(meter.charges) == server.calls == 4  # view, create, run the tests, summary
+
+
+def test_the_whole_team_approves_with_working_tested_code(model: ModelClient, workspace: Workspace,
+                                                          repo: Path, server: ScriptedModelServer) -> None:
+    meter = Meter()
+    crew = team(model, meter, workspace, repo)
+    roles: list[str] = []
+    outputs = []
+
+    def perform(step: Step, notes: tuple[tuple[str, str], ...]):
+        roles.append(step.role.name)
+        outputs.append(crew.perform(step, notes))
+        return outputs[-1]
+
+    outcome = run_workflow(perform, max_revisions=3)
+
+    assert roles == ["architect", "security", "tester", "po"]
+    assert outcome.kind == "approved"
+    assert outputs[-1].decision == "APPROVE"
+    assert (repo / SLUGIFY.module_path).read_text() == SLUGIFY.code
+    assert (repo / SLUGIFY.test_path).read_text() == SLUGIFY.test
+    tests = run_tests(repo)
+    assert tests.returncode == 0, tests.stderr
+    assert "Ran 4 tests" in tests.stderr  # the existing one and the Tester's three
+    assert len(meter.charges) == server.calls == crew.turns
+    assert all(charge.input_tokens + charge.cache_read_tokens + charge.cache_write_tokens > 0
+               and charge.output_tokens > 0 for charge in meter.charges)
+
+
+def test_later_turns_read_the_prompt_from_the_cache(model: ModelClient, workspace: Workspace, repo: Path) -> None:
+    meter = Meter()
+
+    team(model, meter, workspace, repo).perform(Step(ARCHITECT), ())
+
+    assert meter.charges[0].cache_write_tokens > 0
+    assert all(charge.cache_read_tokens > 0 for charge in meter.charges[1:])
+
+
+def test_the_po_revises_then_approves(model: ModelClient, workspace: Workspace, repo: Path) -> None:
+    crew = team(model, Meter(), workspace, repo, body=SLUGIFY.body + "\n<!-- asm-sandbox: po=REVISE,APPROVE -->")
+
+    outcome = run_workflow(crew.perform, max_revisions=3)
+
+    assert (outcome.kind, outcome.revisions) == ("approved", 1)
+    assert (repo / SLUGIFY.module_path).read_text().startswith("# Revision 1: ")
+    assert run_tests(repo).returncode == 0
+
+
+def test_the_po_rejects(model: ModelClient, workspace: Workspace, repo: Path) -> None:
+    crew = team(model, Meter(), workspace, repo, body=SLUGIFY.body + "\n<!-- asm-sandbox: po=REJECT -->")
+
+    outcome = run_workflow(crew.perform, max_revisions=3)
+
+    assert outcome.kind == "rejected"
+    assert outcome.detail.strip()
+
+
+def test_the_architect_asks_for_clarification(model: ModelClient, workspace: Workspace, repo: Path) -> None:
+    crew = team(model, Meter(), workspace, repo, body="Make it better. <!-- asm-sandbox: clarify -->")
+
+    output = crew.perform(Step(ARCHITECT), ())
+
+    assert output.questions.strip()
+    assert not (repo / SLUGIFY.module_path).exists()
+
+
+def test_transcripts_are_saved_per_role(model: ModelClient, workspace: Workspace, repo: Path,
+                                        tmp_path: Path) -> None:
+    crew = team(model, Meter(), workspace, repo, transcripts=tmp_path / "transcripts")
+
+    crew.perform(Step(ARCHITECT), ())
+
+    saved = json.loads((tmp_path / "transcripts" / "0-architect.json").read_text())
+    assert "You are the Architect" in saved["system"]
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"] * 4
+
+
+def test_task_text_carries_the_revision_feedback_and_notes() -> None:
+    text = task_text(Step(TESTER, 2, "document the edge cases"), (("Architect", "made it"),))
+
+    assert "Revision 2." in text
+    assert "document the edge cases" in text
+    assert "### Architect\nmade it" in text
+    assert text.endswith("Now do your part as the Tester.")
+
+
+# -- stop conditions ---------------------------------------------------------------------------------
+
+
+def test_the_turn_limit_stops_a_role(model: ModelClient, workspace: Workspace, repo: Path,
+                                     server: ScriptedModelServer, tmp_path: Path) -> None:
+    meter = Meter()
+    crew = team(model, meter, workspace, repo, max_turns=2, transcripts=tmp_path / "t")
+
+    with pytest.raises(TurnLimitReached, match="2 turns"):
+        crew.perform(Step(ARCHITECT), ())
+
+    assert server.calls == len(meter.charges) == 2
+    assert (tmp_path / "t" / "0-architect.json").exists()  # saved even when the run stops
+
+
+def test_the_meter_can_refuse_the_next_call(model: ModelClient, workspace: Workspace, repo: Path,
+                                            server: ScriptedModelServer) -> None:
+    meter = Meter(limit=3)
+
+    with pytest.raises(BudgetExceeded):
+        team(model, meter, workspace, repo).perform(Step(ARCHITECT), ())
+
+    assert server.calls == len(meter.charges) == 3
+
+
+def test_the_po_must_answer_through_its_tool(model: ModelClient, workspace: Workspace, repo: Path) -> None:
+    output = team(model, Meter(), workspace, repo).perform(Step(PRODUCT_OWNER), ())
+
+    assert output.decision == "APPROVE"
+    assert output.feedback
+
+
+def test_a_tool_failure_goes_back_to_the_model(model: ModelClient, workspace: Workspace, repo: Path) -> None:
+    """The Tester's script reports what it saw: a failing test run reaches it as an is_error result."""
+    (repo / "tests" / "test_broken.py").write_text("import unittest\n\nclass T(unittest.TestCase):\n"
+                                                   "    def test_x(self):\n        self.fail('broken')\n")
+
+    output = team(model, Meter(), workspace, repo).perform(Step(TESTER), ())
+
+    assert "tests fail" in output.summary
+
+
+def test_an_unknown_tool_is_an_error_result_not_an_exception(model: ModelClient, workspace: Workspace) -> None:
+    agent = Agent(model, {"bash": BashTool(workspace)}, [BASH_TOOL], Meter(), max_turns=1)
+
+    assert agent.execute("rm_everything", {}).is_error
+    assert agent.execute("bash", ["not", "a", "mapping"]).is_error  # type: ignore[arg-type]
+    assert agent.execute("bash", {"command": "echo hi"}).content == "hi\n"
+
+
+# -- ModelClient: retries and errors ---------------------------------------------------------------------
+
+
+def one_call(model: ModelClient) -> anthropic.types.Message:
+    return model.create(system=[{"type": "text", "text": "You are helpful."}],
+                        messages=[{"role": "user", "content": [{"type": "text", "text": "Hello"}]}], tools=[])
+
+
+def test_overloaded_twice_is_retried_with_doubling_backoff(model: ModelClient, server: ScriptedModelServer,
+                                                           sleeps: Sleeps) -> None:
+    server.fail_next(529, 2)
+
+    reply = one_call(model)
+
+    assert reply.content[0].type == "text"
+    assert server.calls == 3
+    assert model.retries == 2
+    assert sleeps.waits == pytest.approx([0.01, 0.02])
+
+
+def test_failures_beyond_the_retries_make_the_model_unavailable(model: ModelClient, server: ScriptedModelServer,
+                                                                sleeps: Sleeps) -> None:
+    server.fail_next(529, 3)
+
+    with pytest.raises(ModelUnavailable, match="529"):
+        one_call(model)
+
+    assert server.calls == 3
+    assert len(sleeps.waits) == 2
+
+
+@pytest.mark.parametrize("status", [429, 500, 529])
+def test_every_transient_status_is_retried(model: ModelClient, server: ScriptedModelServer, status: int) -> None:
+    server.fail_next(status)
+
+    assert one_call(model).content
+    assert server.calls == 2
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_request_timeout_and_conflict_are_retried(model: ModelClient, server: ScriptedModelServer,
+                                                  status: int) -> None:
+    server.fail_next(status)
+
+    assert one_call(model).content
+
+
+def test_retry_after_is_honoured(model: ModelClient, server: ScriptedModelServer, sleeps: Sleeps) -> None:
+    server.fail_next(429, retry_after=1)
+
+    one_call(model)
+
+    assert sleeps.waits == [1.0]
+
+
+def test_retry_after_shorter_than_the_backoff_keeps_the_backoff(sdk: anthropic.Anthropic,
+                                                                 server: ScriptedModelServer) -> None:
+    sleeps = Sleeps()
+    model = ModelClient(sdk, MODEL, max_retries=2, backoff_seconds=3, sleep=sleeps)
+    server.fail_next(429, retry_after=1)
+
+    one_call(model)
+
+    assert sleeps.waits == [3]
+
+
+def test_a_huge_retry_after_is_capped(model: ModelClient, server: ScriptedModelServer, sleeps: Sleeps) -> None:
+    server.fail_next(429, retry_after=86_400)
+
+    one_call(model)
+
+    assert sleeps.waits == [300.0]
+
+
+def test_out_of_credit_is_credit_exhausted_without_retrying(model: ModelClient, server: ScriptedModelServer,
+                                                            sleeps: Sleeps) -> None:
+    server.fail_next(400)
+
+    with pytest.raises(CreditExhausted, match="credit"):
+        one_call(model)
+
+    assert server.calls == 1
+    assert sleeps.waits == []
+
+
+def test_payment_required_is_credit_exhausted(model: ModelClient, server: ScriptedModelServer) -> None:
+    server.fail_next(402, message="billing problem")
+
+    with pytest.raises(CreditExhausted):
+        one_call(model)
+
+
+def test_a_wrong_key_stops_the_fleet_and_does_not_leak_it(server: ScriptedModelServer) -> None:
+    with anthropic.Anthropic(api_key="sk-ant-WRONG-KEY-123", base_url=server.url, max_retries=0) as wrong:
+        model = ModelClient(wrong, MODEL, max_retries=2, backoff_seconds=0.01, sleep=Sleeps())
+        with pytest.raises(CreditExhausted) as caught:
+            one_call(model)
+
+    assert "sk-ant-WRONG-KEY-123" not in str(caught.value)
+    assert server.calls == 1
+
+
+def test_another_refusal_is_an_asm_error_not_retried(model: ModelClient, server: ScriptedModelServer) -> None:
+    server.fail_next(413, message="request too large")
+
+    with pytest.raises(AsmError, match="413") as caught:
+        one_call(model)
+
+    assert not isinstance(caught.value, (ModelUnavailable, CreditExhausted))
+    assert server.calls == 1
+

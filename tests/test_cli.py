@@ -1,0 +1,116 @@
+"""The `asm` command, run as a real process: bad input gets one line and a non-zero exit, nothing queued."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from asm.keys import QUEUED
+from asm.sandbox.fleet import Sandbox
+
+REPO = "acme/textkit"
+
+
+def asm(sandbox: Sandbox, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = sandbox.process_env(**env)
+    for name, value in env.items():
+        if value == "":
+            environment.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "asm.cli", *args], env=environment, capture_output=True,
+                          text=True, timeout=60, cwd=sandbox.root)
+
+
+def nothing_queued(sandbox: Sandbox) -> bool:
+    client = redis.Redis.from_url(sandbox.redis_url)
+    return client.hlen(QUEUED) == 0 and client.llen("celery") == 0
+
+
+@pytest.fixture
+def repo(sandbox: Sandbox) -> str:
+    sandbox.create_repo(REPO)
+    sandbox.add_sample_issues(2, REPO)
+    closed = sandbox.add_issue(REPO, "An old one")
+    sandbox.github.close_issue(REPO, closed)
+    return REPO
+
+
+BAD_INPUT = [
+    (["enqueue", "abc"], {}, "not a positive number"),
+    (["enqueue", "-3"], {}, "not a positive number"),
+    (["enqueue", "1", "--repo", "not-a-repo"], {}, "not in owner/name form"),
+    (["enqueue", "99"], {}, "was not found"),
+    (["enqueue", "3"], {}, "is closed"),
+    (["enqueue", "1", "--repo", "acme/missing"], {}, "not found"),
+    (["enqueue", "1"], {"GITHUB_TOKEN": ""}, "GITHUB_TOKEN is not set"),
+    (["enqueue", "1"], {"ASM_REPOS": "acme/textkit,acme/other"}, "--repo"),
+    (["enqueue", "1"], {"ASM_MAX_TURNS": "many"}, "ASM_MAX_TURNS"),
+    (["enqueue", "1"], {"ASM_REPOS": "bad repo"}, "ASM_REPOS"),
+    (["scan"], {"ASM_REPOS": ""}, "ASM_REPOS is not set"),
+    (["scan"], {"ASM_GITHUB_URL": "not a url"}, "ASM_GITHUB_URL"),
+    (["status"], {"ASM_REDIS_URL": "http://localhost"}, "ASM_REDIS_URL"),
+    (["status", "--watch", "soon"], {}, "not a number of seconds"),
+    (["demo", "--workers", "0"], {}, "not a positive whole number"),
+    (["demo", "--issues", "99"], {}, "1 to 12 issues"),
+    (["demo", "--model-latency", "-1"], {}, "not a number of seconds"),
+    (["bench", "--workers", "1,two"], {}, "not a list of worker counts"),
+    ([], {}, "required"),
+    (["frobnicate"], {}, "invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "says"), BAD_INPUT, ids=[" ".join(a) or "no-command" for a, _, _ in BAD_INPUT])
+def test_bad_input_gets_one_clear_line_and_a_non_zero_exit(sandbox: Sandbox, repo: str, args: list[str],
+                                                          env: dict[str, str], says: str) -> None:
+    done = asm(sandbox, *args, **env)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert nothing_queued(sandbox)
+
+
+def test_an_unreachable_redis_is_one_line_and_exit_1(sandbox: Sandbox, repo: str) -> None:
+    done = asm(sandbox, "enqueue", "1", ASM_REDIS_URL="redis://127.0.0.1:1/0")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "cannot reach Redis" in done.stderr
+
+
+def test_a_token_github_refuses_is_one_line_and_exit_1(sandbox: Sandbox, repo: str) -> None:
+    done = asm(sandbox, "enqueue", "1", GITHUB_TOKEN="ghp_wrong")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "401" in done.stderr and "ghp_wrong" not in done.stderr
+    assert nothing_queued(sandbox)
+
+
+def test_enqueue_queues_once_and_labels_the_issue(sandbox: Sandbox, repo: str) -> None:
+    unlabelled = sandbox.add_issue(REPO, "Add `initials`", labels=())
+    first = asm(sandbox, "enqueue", str(unlabelled))
+    assert first.returncode == 0 and f"queued {REPO}#{unlabelled}" in first.stdout
+    again = asm(sandbox, "enqueue", f"#{unlabelled}")
+    assert again.returncode == 0 and "already queued" in again.stdout
+    client = redis.Redis.from_url(sandbox.redis_url)
+    assert client.llen("celery") == 1 and client.hexists(QUEUED, f"{REPO}#{unlabelled}")
+    assert "ready-for-dev" in sandbox.github.issue(REPO, unlabelled).labels
+
+
+def test_scan_queues_every_ready_issue_once_and_skips_pull_requests(sandbox: Sandbox, repo: str) -> None:
+    first = asm(sandbox, "scan")
+    assert first.returncode == 0, first.stderr
+    assert "2 queued" in first.stdout
+    second = asm(sandbox, "scan")
+    assert "0 queued, 2 already in hand" in second.stdout
+    assert redis.Redis.from_url(sandbox.redis_url).llen("celery") == 2
+
+
+def test_status_json_shows_queued_issues_and_caps(sandbox: Sandbox, repo: str) -> None:
+    asm(sandbox, "scan")
+    done = asm(sandbox, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    snap = json.loads(done.stdout)
+    assert set(snap["queued"]) == {f"{REPO}#1", f"{REPO}#2"}
+    assert snap["spend"]["caps_usd"] == {"per_issue": 5.0, "per_repo_day": 25.0, "fleet_day": 100.0}
+    table = asm(sandbox, "status")
+    assert "ASM FLEET STATUS" in table.stdout and f"queued   {REPO}#1" in table.stdout
