@@ -11,8 +11,11 @@ from celery import Celery
 from asm.config import Settings, load_settings
 from asm.errors import ConfigError
 
-# Time a task gets after its soft limit to label the issue and clean up before it is killed.
-HARD_LIMIT_GRACE_SECONDS = 60
+# asm checks ASM_TASK_TIME_LIMIT itself before every model call and stops cleanly. Celery's soft
+# limit is the backstop for a run stuck inside one call; the hard limit kills what ignores even that
+# (the scan then re-queues the orphan, at most MAX_ATTEMPTS times).
+SOFT_LIMIT_GRACE_SECONDS = 120
+HARD_LIMIT_GRACE_SECONDS = 240
 # Unacked messages come back after this; it must exceed the hard limit or a live run gets a twin.
 VISIBILITY_MARGIN_SECONDS = 300
 
@@ -32,7 +35,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": settings.task_time_limit + SOFT_LIMIT_GRACE_SECONDS,
         "task_time_limit": hard_limit,
         "task_track_started": True,
         "task_send_sent_event": True,

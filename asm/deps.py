@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import anthropic
 import github
 import redis
 from redis.backoff import ExponentialBackoff
@@ -13,8 +13,10 @@ from redis.retry import Retry
 from asm.config import Settings
 from asm.github import GitHub
 from asm.ledger import Ledger
-from asm.model import ModelClient
 from asm.workspace import Workspaces
+
+if TYPE_CHECKING:
+    from asm.model import ModelClient
 
 GITHUB_TIMEOUT_SECONDS = 30
 GITHUB_RETRIES = 6
@@ -69,6 +71,11 @@ def github_client(settings: Settings) -> github.Github:
 
 
 def model_client(settings: Settings) -> ModelClient:
+    # Imported here: the SDK takes seconds to import, and `asm enqueue` or `asm status` never call it.
+    import anthropic
+
+    from asm.model import ModelClient
+
     # The SDK's own retries are off: asm's policy (ASM_MAX_AGENT_RETRIES, doubling backoff) rules.
     client = anthropic.Anthropic(
         api_key=settings.anthropic_api_key,

@@ -35,6 +35,10 @@ class TurnLimitReached(AsmError):
     """A role used every turn it was allowed without finishing."""
 
 
+class TimeLimitReached(AsmError):
+    """The run used up ASM_TASK_TIME_LIMIT."""
+
+
 class ModelUnavailable(AsmError):
     """The model kept answering with transient errors (429, 529, 5xx) after every retry."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ IN_PROGRESS = "in-progress"
 IN_REVIEW = "in-review"
 NEEDS_CLARIFICATION = "needs-clarification"
 AI_FAILED = "ai-failed"
+# A repository's clone URL and default branch hardly ever change: read them once in a while.
+REPO_INFO_SECONDS = 600
 # The labels asm creates when a repository lacks them: name -> (colour, description).
 LABEL_STYLE = {
     IN_PROGRESS: ("fbca04", "asm: a worker is on it"),
@@ -80,25 +83,32 @@ class GitHub:
 
     def __init__(self, client: github.Github, ready_label: str) -> None:
         self.client = client
+        # Writes go through lazy objects: commenting on an issue needs no GET of the issue first.
+        self.lazy = client.withLazy(True)
         self.ready_label = ready_label
         self._labelled_repos: set[str] = set()
+        self._repos: dict[str, tuple[float, RepoInfo]] = {}
 
     def _repo(self, name: str) -> github.Repository.Repository:
-        # lazy: no request until something is asked of the repository
-        return self.client.get_repo(name, lazy=True)
+        return self.lazy.get_repo(name)
 
     def _issue(self, ref: IssueRef) -> github.Issue.Issue:
         return self._repo(ref.repo).get_issue(ref.number)
 
     def repo(self, name: str) -> RepoInfo:
         """The repository's clone URL and default branch; BadInput when it does not exist."""
+        cached = self._repos.get(name)
+        if cached is not None and time.monotonic() - cached[0] < REPO_INFO_SECONDS:
+            return cached[1]
         try:
             raw = self.client.get_repo(name).raw_data
         except UnknownObjectException:
             raise BadInput(f"repository {name} was not found (or the token cannot see it)") from None
         except GithubException as error:
             raise GitHubError(f"GitHub refused to read {name}: {error.status}") from None
-        return RepoInfo(raw["full_name"], raw["clone_url"], raw["default_branch"])
+        info = RepoInfo(raw["full_name"], raw["clone_url"], raw["default_branch"])
+        self._repos[name] = (time.monotonic(), info)
+        return info
 
     def issues_labelled(self, repo: str, label: str) -> list[IssueInfo]:
         """Every open issue (pull requests excluded) with `label`, across all pages."""

@@ -80,6 +80,11 @@ def approved_key(issue: IssueRef) -> str:
     return f"{PREFIX}approved:{issue.key}"
 
 
+def attempts_key(issue: IssueRef) -> str:
+    """How many runs of the issue started without reaching an end; a crash loop stops at a limit."""
+    return f"{PREFIX}attempts:{issue.key}"
+
+
 def utc_day(moment: datetime | None = None) -> str:
     """The UTC day that daily spend caps count against."""
     return (moment or datetime.now(timezone.utc)).strftime("%Y-%m-%d")

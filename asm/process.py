@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from asm.deps import Deps
 from asm.errors import (AlreadyClaimed, AsmError, BudgetExceeded, ClaimLost, CreditExhausted,
-                        ModelUnavailable, TurnLimitReached)
+                        ModelUnavailable, TimeLimitReached, TurnLimitReached)
 from asm.github import AI_FAILED, IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION, IssueInfo, PullInfo, RepoInfo
-from asm.keys import PAUSED, IssueRef, approved_key
+from asm.keys import PAUSED, IssueRef, approved_key, attempts_key
 from asm.ledger import Caps, IssueMeter
 from asm.locks import Claim
 from asm.queue import forget
@@ -30,6 +30,9 @@ from asm.workspace import Checkout
 log = logging.getLogger(__name__)
 
 APPROVED_TTL = 7 * 24 * 3600
+# Runs that die without an ending (killed, hard time limit) are re-queued by the scan; this many in a
+# row means something kills every attempt, and a person must look.
+MAX_ATTEMPTS = 3
 FINAL_LABELS = (IN_REVIEW, NEEDS_CLARIFICATION, AI_FAILED)
 
 
@@ -99,9 +102,10 @@ class IssueRun:
         if skip:
             return Result(f"{self.issue}: skipped, {skip}")
         self.github.ensure_labels(self.issue.repo)
-        existing = self.github.find_pull(self.issue)
-        if existing is not None:  # an earlier attempt opened it, then stopped before the labels
-            return self.in_review(existing)
+        if IN_PROGRESS in info.labels:  # an earlier attempt died; it may have opened the PR already
+            existing = self.github.find_pull(self.issue)
+            if existing is not None:
+                return self.in_review(existing)
         self.status.working(self.issue)
         result = Result(f"{self.issue}: stopped")
         try:
@@ -126,6 +130,12 @@ class IssueRun:
         repo = self.github.repo(self.issue.repo)
         resumed = IN_PROGRESS in info.labels
         self.set_label(IN_PROGRESS)
+        attempt = self.deps.redis.incr(attempts_key(self.issue))
+        self.deps.redis.expire(attempts_key(self.issue), APPROVED_TTL)
+        if attempt > MAX_ATTEMPTS:
+            return self.fail(f"gave up after {MAX_ATTEMPTS} attempts that stopped without finishing.",
+                             "Each one was interrupted (a worker killed, or the hard time limit). Label the issue "
+                             f"`{self.deps.settings.ready_label}` to try again once the cause is fixed.")
         pull = self.saved_pull(repo)
         if pull is not None:
             return self.in_review(pull)
@@ -151,12 +161,12 @@ class IssueRun:
             return self.give_back(None, requeue_after=None, note=f"fleet paused: {broke}")
         except ClaimLost:
             raise
-        except AsmError as problem:
-            return self.fail("could not finish this issue.", str(problem))
-        except self.time_up:
-            return self.fail("stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT).",
+        except (TimeLimitReached, *self.time_up):
+            return self.fail("stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT); nothing was pushed.",
                              f"It ran for {self.elapsed():.0f}s. Label the issue `{self.deps.settings.ready_label}` "
                              "to try again.")
+        except AsmError as problem:
+            return self.fail("could not finish this issue.", str(problem))
         except Exception as bug:  # the task boundary: the issue must end labelled, whatever broke
             log.exception("%s: unexpected error", self.issue)
             return self.fail("failed because of an internal error.",
@@ -167,7 +177,7 @@ class IssueRun:
     def team(self, info: IssueInfo, checkout: Checkout) -> Team:
         settings = self.deps.settings
         meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, Caps.from_settings(settings),
-                           checks=(self.claim.check,), on_charge=lambda _: self.step(None))
+                           checks=(self.claim.check, self.check_time), on_charge=lambda _: self.step(None))
         context = {"repo": self.issue.repo, "root": str(checkout.path), "branch": checkout.branch,
                    "issue_key": self.issue.key, "title": info.title, "body": info.body or "(no description)"}
         transcripts = settings.workspace_dir / ".transcripts" / self.issue.workspace_name
@@ -246,6 +256,8 @@ class IssueRun:
         owned = {IN_PROGRESS, *FINAL_LABELS, self.deps.settings.ready_label}
         self.github.move_labels(self.issue, label, owned - {label}, self.labels)
         self.labels = (self.labels - owned) | {label}
+        if label != IN_PROGRESS:  # the run reached an ending (or gave the issue back)
+            self.deps.redis.delete(attempts_key(self.issue))
 
     def say(self, headline: str, details: str = "") -> None:
         self.claim.check()
@@ -257,6 +269,12 @@ class IssueRun:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def check_time(self) -> None:
+        """Our own deadline, checked before every model call: Celery's soft limit arrives as an exception
+        anywhere, and HTTP clients swallow it; this one is raised where the run can stop cleanly."""
+        if self.elapsed() >= self.deps.settings.task_time_limit:
+            raise TimeLimitReached(f"ran {self.elapsed():.0f}s, the limit is {self.deps.settings.task_time_limit:g}s")
 
     def on_step(self, step: Step) -> None:
         self.revision = step.revision

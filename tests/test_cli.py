@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -29,13 +30,26 @@ def nothing_queued(sandbox: Sandbox) -> bool:
     return client.hlen(QUEUED) == 0 and client.llen("celery") == 0
 
 
-@pytest.fixture
-def repo(sandbox: Sandbox) -> str:
+def fill(sandbox: Sandbox) -> str:
     sandbox.create_repo(REPO)
     sandbox.add_sample_issues(2, REPO)
     closed = sandbox.add_issue(REPO, "An old one")
     sandbox.github.close_issue(REPO, closed)
     return REPO
+
+
+@pytest.fixture
+def repo(sandbox: Sandbox) -> str:
+    return fill(sandbox)
+
+
+@pytest.fixture(scope="module")
+def shared(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One sandbox for the commands that must change nothing."""
+    box = Sandbox(tmp_path_factory.mktemp("cli"), model_latency=0.0, redis_url=redis_server.url).start()
+    fill(box)
+    yield box
+    box.stop()
 
 
 BAD_INPUT = [
@@ -63,26 +77,28 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("args", "env", "says"), BAD_INPUT, ids=[" ".join(a) or "no-command" for a, _, _ in BAD_INPUT])
-def test_bad_input_gets_one_clear_line_and_a_non_zero_exit(sandbox: Sandbox, repo: str, args: list[str],
+def test_bad_input_gets_one_clear_line_and_a_non_zero_exit(shared: Sandbox, args: list[str],
                                                           env: dict[str, str], says: str) -> None:
-    done = asm(sandbox, *args, **env)
+    redis.Redis.from_url(shared.redis_url).flushall()
+    done = asm(shared, *args, **env)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
-    assert nothing_queued(sandbox)
+    assert nothing_queued(shared)
 
 
-def test_an_unreachable_redis_is_one_line_and_exit_1(sandbox: Sandbox, repo: str) -> None:
-    done = asm(sandbox, "enqueue", "1", ASM_REDIS_URL="redis://127.0.0.1:1/0")
+def test_an_unreachable_redis_is_one_line_and_exit_1(shared: Sandbox) -> None:
+    done = asm(shared, "enqueue", "1", ASM_REDIS_URL="redis://127.0.0.1:1/0")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "cannot reach Redis" in done.stderr
 
 
-def test_a_token_github_refuses_is_one_line_and_exit_1(sandbox: Sandbox, repo: str) -> None:
-    done = asm(sandbox, "enqueue", "1", GITHUB_TOKEN="ghp_wrong")
+def test_a_token_github_refuses_is_one_line_and_exit_1(shared: Sandbox) -> None:
+    redis.Redis.from_url(shared.redis_url).flushall()
+    done = asm(shared, "enqueue", "1", GITHUB_TOKEN="ghp_wrong")
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "401" in done.stderr and "ghp_wrong" not in done.stderr
-    assert nothing_queued(sandbox)
+    assert nothing_queued(shared)
 
 
 def test_enqueue_queues_once_and_labels_the_issue(sandbox: Sandbox, repo: str) -> None:

@@ -31,8 +31,8 @@ PROJECT_ROOT = Path(asm.__file__).resolve().parent.parent
 
 
 @dataclass
-class WorkerProcess:
-    """One `celery -A asm worker` process and its log."""
+class CeleryProcess:
+    """One `celery -A asm worker` (or beat) process and its log."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -75,7 +75,7 @@ class Sandbox:
         self.github: GitHubState | None = None
         self.github_server: GitHubServer | None = None
         self.model: ScriptedModelServer | None = None
-        self.workers: list[WorkerProcess] = []
+        self.workers: list[CeleryProcess] = []
         self.repos: list[str] = []
 
     # -- servers -------------------------------------------------------------------------------
@@ -155,19 +155,26 @@ class Sandbox:
 
     # -- workers -------------------------------------------------------------------------------
 
-    def start_worker(self, concurrency: int, name: str | None = None, **env: str) -> WorkerProcess:
+    def start_worker(self, concurrency: int, name: str | None = None, **env: str) -> CeleryProcess:
         """`celery -A asm worker -c N` in its own process group, logging to a file."""
         name = name or f"w{len(self.workers) + 1}"
+        return self._spawn(name, ["worker", "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
+                                  "--without-mingle", "-E"], env)
+
+    def start_beat(self, name: str = "beat", **env: str) -> CeleryProcess:
+        """`celery -A asm beat`, scanning every ASM_SCAN_INTERVAL seconds."""
+        return self._spawn(name, ["beat", "-s", str(self.root / f"{name}-schedule")], env)
+
+    def _spawn(self, name: str, arguments: list[str], env: dict[str, str]) -> CeleryProcess:
         log_path = self.root / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "celery", "-A", "asm", "worker", "-c", str(concurrency),
-                   "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-E"]
+        command = [sys.executable, "-m", "celery", "-A", "asm", *arguments, "--loglevel", "INFO"]
         with open(log_path, "ab") as log:
             process = subprocess.Popen(command, cwd=self.root, env=self.process_env(**env), stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
-        worker = WorkerProcess(name, process, log_path)
-        self.workers.append(worker)
-        return worker
+        child = CeleryProcess(name, process, log_path)
+        self.workers.append(child)
+        return child
 
     # -- watching ------------------------------------------------------------------------------
 

@@ -138,8 +138,10 @@ class PullView:
 class Failure:
     """An injected failure waiting for a matching request."""
 
-    status: int
+    status: int  # 0: not a failure, a delay before the request is served as usual
     remaining: int
     retry_after: float | None
     path_contains: str
     message: str
+    method: str = ""
+    delay: float = 0.0

@@ -13,6 +13,7 @@ import logging
 import math
 import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -84,7 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, raw: bytes) -> Reply:
         state = self.server.state
         failure = state.record_request(self.command, self.path)
-        if failure is not None:
+        if failure is not None and failure.status == 0:
+            time.sleep(failure.delay)
+        elif failure is not None:
             return _failure_reply(failure)
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() not in ("token", "bearer") or token.strip() != state.token:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +64,7 @@ class GitHubState:
         self._next_id = 1000
         self._requests: list[tuple[str, str]] = []
         self._failures: list[Failure] = []
+        self._times: list[float] = []
 
     # -- seeding and inspection (tests, demo) --------------------------------------------------
 
@@ -140,9 +142,21 @@ class GitHubState:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def timed_requests(self) -> list[tuple[float, str, str]]:
+        """(time.monotonic() on arrival, method, path) of every request so far."""
+        with self._lock:
+            return [(at, method, path) for at, (method, path) in zip(self._times, self._requests)]
+
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._times.clear()
+
+    def inject_delay(self, seconds: float, path_contains: str = "", method: str = "", count: int = 1) -> None:
+        """The next `count` matching requests wait `seconds` before being served as usual."""
+        with self._lock:
+            self._failures.append(Failure(0, count, None, path_contains, "", method.upper(), seconds))
 
     def inject_failures(
         self,
@@ -151,17 +165,19 @@ class GitHubState:
         retry_after: float | None = None,
         path_contains: str = "",
         message: str = "",
+        method: str = "",
     ) -> None:
-        """The next `count` requests whose path contains `path_contains` answer `status`."""
+        """The next `count` requests whose path contains `path_contains` (and of `method`) answer `status`."""
         with self._lock:
-            self._failures.append(Failure(status, count, retry_after, path_contains, message))
+            self._failures.append(Failure(status, count, retry_after, path_contains, message, method.upper()))
 
     def record_request(self, method: str, path: str) -> Failure | None:
         """Logs a request; returns the injected failure it must answer with, if one matches."""
         with self._lock:
             self._requests.append((method, path))
+            self._times.append(time.monotonic())
             for index, failure in enumerate(self._failures):
-                if failure.path_contains in path:
+                if failure.path_contains in path and failure.method in ("", method):
                     if failure.remaining > 1:
                         self._failures[index] = replace(failure, remaining=failure.remaining - 1)
                     else:
