@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from anthropic.types import Message
 
 from asm.cost import Usage
 from asm.errors import TurnLimitReached
+from asm.model import MAX_TOKENS
 from asm.tools import ToolResult
 
 log = logging.getLogger(__name__)
@@ -23,11 +25,14 @@ CACHE = {"type": "ephemeral"}
 class Meter(Protocol):
     """Stands between the agent and the model's bill: may refuse a call, records every charge."""
 
-    def before_call(self) -> None:
+    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
         """Raise (BudgetExceeded, ClaimLost, ...) when the next call must not happen."""
 
     def charge(self, usage: Usage) -> None:
         """Record what a call cost, the moment it is billed."""
+
+    def call_failed(self) -> None:
+        """The call raised and was not billed."""
 
 
 class Completer(Protocol):
@@ -62,6 +67,7 @@ class AgentResult:
     usage: Usage
     final_tool: str | None = None
     final_input: Mapping[str, Any] = field(default_factory=dict)
+    tool_seconds: float = 0.0
 
 
 class Agent:
@@ -75,6 +81,7 @@ class Agent:
         self.meter = meter
         self.max_turns = max_turns
         self.transcript = transcript
+        self.tool_seconds = 0.0
 
     def run(self, system: str, task: str, final_tools: Sequence[FinalTool] = ()) -> AgentResult:
         """Work on `task` until the model stops asking for tools (or calls a final tool)."""
@@ -84,12 +91,14 @@ class Agent:
         usage = Usage()
         try:
             for turn in range(1, self.max_turns + 1):
-                self.meter.before_call()
-                reply = self.model.create(
-                    system=[{"type": "text", "text": system, "cache_control": CACHE}],
-                    messages=with_rolling_cache_point(messages),
-                    tools=with_cache_point(definitions),
-                )
+                request = {"system": [{"type": "text", "text": system, "cache_control": CACHE}],
+                           "messages": with_rolling_cache_point(messages), "tools": with_cache_point(definitions)}
+                self.meter.before_call(len(json.dumps(request, default=str)), MAX_TOKENS)
+                try:
+                    reply = self.model.create(**request)
+                except BaseException:
+                    self.meter.call_failed()
+                    raise
                 turn_usage = Usage.from_api(reply.usage)
                 self.meter.charge(turn_usage)  # billed already, whatever the reply turns out to hold
                 usage += turn_usage
@@ -101,14 +110,15 @@ class Agent:
                         names = " or ".join(required)
                         messages.append(user_text(f"You have not finished: call {names} to give your answer."))
                         continue
-                    return AgentResult(summary=text_of(reply), turns=turn, usage=usage)
+                    return AgentResult(text_of(reply), turn, usage, tool_seconds=self.tool_seconds)
                 results = []
                 for use in uses:
                     final = finals.get(use.name)
                     if final is not None:
                         problem = final.validate(use.input)
                         if problem is None:
-                            return AgentResult(text_of(reply), turn, usage, final.name, dict(use.input))
+                            return AgentResult(text_of(reply), turn, usage, final.name, dict(use.input),
+                                               self.tool_seconds)
                         results.append(tool_result(use.id, ToolResult(problem, is_error=True)))
                     else:
                         results.append(tool_result(use.id, self.execute(use.name, use.input)))
@@ -124,7 +134,11 @@ class Agent:
         if not isinstance(tool_input, Mapping):
             return ToolResult("the tool input must be an object", is_error=True)
         log.debug("tool %s %s", name, tool_input.get("command", ""))
-        return tool(tool_input)
+        started = time.monotonic()
+        try:
+            return tool(tool_input)
+        finally:
+            self.tool_seconds += time.monotonic() - started
 
     def save(self, system: str, messages: list[dict[str, Any]]) -> None:
         """Keep the whole conversation on disk, for a person to read after the run."""

@@ -70,3 +70,18 @@ def _configure() -> dict[str, Any]:
 
 app = Celery("asm", include=["tasks.scan", "tasks.process_issue", "tasks.lifecycle"])
 app.add_defaults(_configure)
+
+
+@app.on_after_configure.connect
+def _expose_metrics(**_: Any) -> None:
+    """Put asm's metrics into this process's Prometheus registry: Flower's /metrics serves it.
+
+    Only a collector is registered (inert until scraped); Redis is reached at scrape time.
+    """
+    from functools import cache
+
+    from asm.deps import redis_client
+    from asm.prometheus import install
+
+    settings = _settings or load_settings()
+    install(lambda: settings, cache(lambda: redis_client(settings.redis_url, patient=False)))

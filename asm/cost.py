@@ -39,6 +39,12 @@ PRICES: dict[str, Price] = {
 }
 
 
+def money(usd: float) -> str:
+    """Dollars as people read them: $5.00, $0.135, $0.0231 (never rounded into a different cap)."""
+    text = f"{usd:.4f}".rstrip("0")
+    return f"${text}{'0' * max(0, 2 - len(text.split('.')[1]))}"
+
+
 def parse_prices(text: str) -> dict[str, Price]:
     """`model=input,output,cache_write,cache_read;...` (USD per MTok), as ASM_PRICES holds it."""
     prices: dict[str, Price] = {}

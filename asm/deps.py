@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import github
 import redis
@@ -13,6 +13,7 @@ from redis.retry import Retry
 from asm.config import Settings
 from asm.github import GitHub
 from asm.ledger import Ledger
+from asm.metrics import Recorder
 from asm.workspace import Workspaces
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Deps:
     model: ModelClient
     workspaces: Workspaces
     ledger: Ledger
+    metrics: Recorder
 
 
 def redis_client(url: str, patient: bool = True) -> redis.Redis:
@@ -51,14 +53,33 @@ def redis_client(url: str, patient: bool = True) -> redis.Redis:
     )
 
 
-def github_client(settings: Settings) -> github.Github:
+class CountedRetry(github.GithubRetry):
+    """PyGithub's retry policy, counting each retry in the fleet's metrics."""
+
+    recorder: Recorder | None = None
+
+    def increment(self, *args: Any, **kwargs: Any) -> CountedRetry:
+        retry = super().increment(*args, **kwargs)
+        if self.recorder is not None:
+            self.recorder.count("asm_retries_total", kind="github")
+        retry.recorder = self.recorder
+        return retry
+
+    def new(self, **kwargs: Any) -> CountedRetry:
+        retry = super().new(**kwargs)
+        retry.recorder = self.recorder
+        return retry
+
+
+def github_client(settings: Settings, recorder: Recorder | None = None) -> github.Github:
     """PyGithub, with retries that honour Retry-After on 403/429 rate limits and 5xx answers."""
-    retry = github.GithubRetry(
+    retry = CountedRetry(
         total=GITHUB_RETRIES,
         backoff_factor=0.5,
         status_forcelist=[429, *range(500, 600)],
         secondary_rate_wait=60,
     )
+    retry.recorder = recorder
     return github.Github(
         auth=github.Auth.Token(settings.github_token),
         base_url=settings.github_url,
@@ -70,7 +91,7 @@ def github_client(settings: Settings) -> github.Github:
     )
 
 
-def model_client(settings: Settings) -> ModelClient:
+def model_client(settings: Settings, recorder: Recorder | None = None) -> ModelClient:
     # Imported here: the SDK takes seconds to import, and `asm enqueue` or `asm status` never call it.
     import anthropic
 
@@ -83,16 +104,20 @@ def model_client(settings: Settings) -> ModelClient:
         max_retries=0,
         timeout=MODEL_TIMEOUT_SECONDS,
     )
-    return ModelClient(client, settings.model, settings.max_agent_retries, settings.retry_backoff_seconds)
+    on_retry = (lambda: recorder.count("asm_retries_total", kind="model")) if recorder else (lambda: None)
+    return ModelClient(client, settings.model, settings.max_agent_retries, settings.retry_backoff_seconds,
+                       on_retry=on_retry)
 
 
 def build(settings: Settings) -> Deps:
     client = redis_client(settings.redis_url)
+    recorder = Recorder(client)
     return Deps(
         settings=settings,
         redis=client,
-        github=GitHub(github_client(settings), settings.ready_label),
-        model=model_client(settings),
+        github=GitHub(github_client(settings, recorder), settings.ready_label),
+        model=model_client(settings, recorder),
         workspaces=Workspaces(settings.workspace_dir, settings.github_token),
         ledger=Ledger(client, settings.price),
+        metrics=recorder,
     )

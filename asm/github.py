@@ -59,23 +59,24 @@ class PullInfo:
 
 
 def _issue_info(repo: str, issue: github.Issue.Issue) -> IssueInfo:
-    # Every field read here is in the list payload, so reading it costs no extra request.
-    raw = issue.raw_data
+    # Only attributes the list payload carries: reading one it lacks (`pull_request` on a plain
+    # issue, say) makes PyGithub fetch that issue again, once per issue of every scan.
+    html_url = issue.html_url or ""
     return IssueInfo(
-        ref=IssueRef(repo, raw["number"]),
-        title=raw.get("title") or "",
-        body=raw.get("body") or "",
-        state=raw.get("state") or "open",
-        labels=frozenset(label["name"] for label in raw.get("labels") or ()),
-        is_pull="pull_request" in raw and raw["pull_request"] is not None,
-        html_url=raw.get("html_url") or "",
+        ref=IssueRef(repo, issue.number),
+        title=issue.title or "",
+        body=issue.body or "",
+        state=issue.state or "open",
+        labels=frozenset(label.name for label in issue.labels),
+        is_pull="/pull/" in html_url,
+        html_url=html_url,
     )
 
 
 def _pull_info(pull: github.PullRequest.PullRequest) -> PullInfo:
-    raw = pull.raw_data
-    return PullInfo(raw["number"], raw.get("html_url") or "", raw["head"]["ref"], raw["base"]["ref"],
-                    raw.get("state") or "open", bool(raw.get("merged")))
+    # `merged_at`, not `merged`: the list payload has only the former (see _issue_info).
+    return PullInfo(pull.number, pull.html_url or "", pull.head.ref, pull.base.ref, pull.state or "open",
+                    pull.merged_at is not None)
 
 
 class GitHub:
@@ -90,6 +91,7 @@ class GitHub:
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
 
     def _repo(self, name: str) -> github.Repository.Repository:
+        """The repository, not fetched: asm only ever reads and writes below it."""
         return self.lazy.get_repo(name)
 
     def _issue(self, ref: IssueRef) -> github.Issue.Issue:
@@ -134,7 +136,7 @@ class GitHub:
         if repo in self._labelled_repos:
             return
         target = self._repo(repo)
-        existing = {label.name for label in target.get_labels()}
+        existing = {label.name for label in self._repo(repo).get_labels()}
         wanted = dict(LABEL_STYLE, **{self.ready_label: ("1d76db", "asm: ready for an AI worker")})
         for name, (colour, description) in wanted.items():
             if name not in existing:
@@ -168,7 +170,7 @@ class GitHub:
             raise GitHubError(f"could not comment on {ref}: {error.status}") from None
 
     def comments(self, ref: IssueRef) -> list[str]:
-        return [comment.body for comment in self._issue(ref).get_comments()]
+        return [comment.body for comment in self._repo(ref.repo).get_issue(ref.number).get_comments()]
 
     def find_pull(self, ref: IssueRef) -> PullInfo | None:
         """The open pull request from the issue's branch, if one exists."""

@@ -14,6 +14,7 @@ WORKERS = PREFIX + "workers"  # set of worker ids; each has a hash at worker_key
 QUEUED = PREFIX + "queued"  # hash: issue key -> JSON {task_id, queued_at, by}
 RUNNING = PREFIX + "running"  # hash: issue key -> JSON {worker, stage, revision, started_at}
 HISTORY = PREFIX + "history"  # list of JSON records of finished runs, newest first
+METRICS = PREFIX + "metrics"  # hash: Prometheus series "name|label=value" -> number
 PAUSED = PREFIX + "paused"  # string: why the fleet takes no new issues, while set
 
 
@@ -96,3 +97,8 @@ def repo_day_spend_key(repo: str, day: str) -> str:
 
 def fleet_day_spend_key(day: str) -> str:
     return f"{PREFIX}spend:fleet:{day}"
+
+
+def reservations_key(day: str) -> str:
+    """Hash of the spend held by model calls in flight, fleet-wide."""
+    return f"{PREFIX}reserved:{day}"

@@ -13,13 +13,18 @@ from asm.config import Settings, require
 from asm.sandbox.redis_server import RedisServer, embedded_binary
 
 
+# Flower's tasks table hides a task's arguments and result by default; for asm they are the issue
+# and the outcome (the progress line while it runs), the two things worth seeing.
+FLOWER_OPTIONS = ["--tasks_columns=name,uuid,state,args,result,received,started,runtime,worker"]
+
+
 def fleet_commands(concurrency: int, flower_port: int, schedule_file: Path) -> dict[str, list[str]]:
     """The processes `asm up` runs: the same ones the Procfile lists."""
     celery = [sys.executable, "-m", "celery", "-A", "asm"]
     return {
         "worker": celery + ["worker", "-c", str(concurrency), "--loglevel", "INFO", "-E"],
         "beat": celery + ["beat", "--loglevel", "INFO", "-s", str(schedule_file)],
-        "flower": celery + ["flower", f"--port={flower_port}"],
+        "flower": celery + ["flower", f"--port={flower_port}", *FLOWER_OPTIONS],
     }
 
 

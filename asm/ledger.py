@@ -1,25 +1,95 @@
 """Spend, in Redis: per issue, per worker, per repository per UTC day and for the fleet per UTC day.
 
-Every model call is charged the moment it is billed. Before a call, the meter asks whether one
-more call like the largest so far could cross a cap; caps can therefore be overrun by at most
-the one call that was already under way.
+Before every model call the meter reserves the most that call can cost (its prompt at the
+priciest input rate plus `max_tokens` of output), atomically against every cap and every other
+call in flight across the fleet; the call is made only if all caps still hold. When the reply
+comes, its real cost is charged (before the reply is even parsed) and the reservation dropped.
+So a cap is never crossed by more than the estimate's error on one call, however many workers
+share it.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import redis
 
 from asm.config import Settings
-from asm.cost import Price, Usage
+from asm.cost import Price, Usage, money
 from asm.errors import BudgetExceeded
-from asm.keys import IssueRef, fleet_day_spend_key, repo_day_spend_key, utc_day, worker_key
+from asm.keys import (METRICS, IssueRef, fleet_day_spend_key, repo_day_spend_key, reservations_key, utc_day,
+                      worker_key)
+from asm.metrics import field
 
 DAY_KEYS_TTL = 3 * 24 * 3600
 LEDGER_TTL = 30 * 24 * 3600
+# A reservation older than this belongs to a call whose worker died; it no longer counts.
+RESERVATION_STALE_SECONDS = 900
+# Code runs about 3.5 characters a token; 3 over-counts on purpose, since this bounds a cap.
+CHARACTERS_PER_TOKEN = 3
+
+_CHARGE = """
+local ledger, worker, repo_day, fleet_day, reservations = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+redis.call('HINCRBY', ledger, 'input_tokens', ARGV[1])
+redis.call('HINCRBY', ledger, 'output_tokens', ARGV[2])
+redis.call('HINCRBY', ledger, 'cache_write_tokens', ARGV[3])
+redis.call('HINCRBY', ledger, 'cache_read_tokens', ARGV[4])
+local total = redis.call('HINCRBYFLOAT', ledger, 'usd', ARGV[5])
+redis.call('HINCRBYFLOAT', ledger, 'saved_usd', ARGV[6])
+redis.call('HINCRBY', ledger, 'calls', 1)
+redis.call('EXPIRE', ledger, ARGV[7])
+redis.call('HINCRBYFLOAT', worker, 'cost_usd', ARGV[5])
+redis.call('INCRBYFLOAT', repo_day, ARGV[5])
+redis.call('EXPIRE', repo_day, ARGV[8])
+redis.call('INCRBYFLOAT', fleet_day, ARGV[5])
+redis.call('EXPIRE', fleet_day, ARGV[8])
+if ARGV[9] ~= '' then redis.call('HDEL', reservations, ARGV[9]) end
+local metrics = KEYS[6]
+redis.call('HINCRBYFLOAT', metrics, ARGV[10], ARGV[5])
+redis.call('HINCRBYFLOAT', metrics, ARGV[11], ARGV[1])
+redis.call('HINCRBYFLOAT', metrics, ARGV[12], ARGV[2])
+redis.call('HINCRBYFLOAT', metrics, ARGV[13], ARGV[3])
+redis.call('HINCRBYFLOAT', metrics, ARGV[14], ARGV[4])
+return total
+"""
+
+# Reserve ARGV[1] USD for one call of issue ARGV[2] in repo ARGV[3] if every cap holds with it and
+# with every live reservation. Reservation values are "usd|repo|issue|unix time".
+_RESERVE = """
+local ledger, repo_day, fleet_day, reservations = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local amount, issue, repo = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local now, stale = tonumber(ARGV[4]), tonumber(ARGV[5])
+local held_issue, held_repo, held_fleet = 0, 0, 0
+local entries = redis.call('HGETALL', reservations)
+for i = 1, #entries, 2 do
+  local usd, r_repo, r_issue, at = string.match(entries[i + 1], '^([^|]+)|([^|]*)|([^|]*)|([^|]+)$')
+  if at == nil or now - tonumber(at) > stale then
+    redis.call('HDEL', reservations, entries[i])
+  else
+    usd = tonumber(usd)
+    held_fleet = held_fleet + usd
+    if r_repo == repo then held_repo = held_repo + usd end
+    if r_issue == issue then held_issue = held_issue + usd end
+  end
+end
+local spent_issue = tonumber(redis.call('HGET', ledger, 'usd') or '0')
+local calls = tonumber(redis.call('HGET', ledger, 'calls') or '0')
+local spent_repo = tonumber(redis.call('GET', repo_day) or '0')
+local spent_fleet = tonumber(redis.call('GET', fleet_day) or '0')
+if calls >= tonumber(ARGV[10]) then return {'turns', tostring(calls), ARGV[10]} end
+if spent_issue + held_issue + amount > tonumber(ARGV[7]) then
+  return {'issue', tostring(spent_issue + held_issue), ARGV[7]} end
+if spent_repo + held_repo + amount > tonumber(ARGV[8]) then
+  return {'repo', tostring(spent_repo + held_repo), ARGV[8]} end
+if spent_fleet + held_fleet + amount > tonumber(ARGV[9]) then
+  return {'fleet', tostring(spent_fleet + held_fleet), ARGV[9]} end
+redis.call('HSET', reservations, ARGV[6], ARGV[1] .. '|' .. repo .. '|' .. issue .. '|' .. ARGV[4])
+redis.call('EXPIRE', reservations, 86400)
+return {'ok', tostring(spent_issue), ''}
+"""
 
 
 @dataclass(frozen=True)
@@ -30,51 +100,98 @@ class Spend:
     usd: float
     calls: int
     saved_usd: float
-    largest_call_usd: float
 
-    @property
-    def summary(self) -> str:
-        return f"{self.usage.total_tokens:,} tokens, ${self.usd:.4f}"
+
+@dataclass(frozen=True)
+class Caps:
+    """The spend caps (USD) and the most model calls one issue may make, across its attempts."""
+
+    issue: float
+    repo_day: float
+    fleet_day: float
+    issue_turns: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, roles: int) -> Caps:
+        # Every role may use ASM_MAX_TURNS in every round; an issue never needs more than that.
+        turns = settings.max_turns * roles * (settings.max_revisions + 1)
+        return cls(settings.max_cost_usd, settings.max_cost_per_repo_day_usd, settings.max_cost_per_day_usd, turns)
+
+
+CAP_NAMES = {
+    "issue": "ASM_MAX_COST_USD (this issue)",
+    "repo": "ASM_MAX_COST_PER_REPO_DAY_USD ({repo}, today)",
+    "fleet": "ASM_MAX_COST_PER_DAY_USD (the whole fleet, today)",
+}
 
 
 class Ledger:
-    """Charges and reads spend; one instance per worker process."""
+    """Reserves, charges and reads spend; one instance per worker process."""
 
     def __init__(self, client: redis.Redis, price: Price) -> None:
         self.client = client
         self.price = price
+        self._charge = client.register_script(_CHARGE)
+        self._reserve = client.register_script(_RESERVE)
 
-    def charge(self, issue: IssueRef, worker: str, usage: Usage) -> float:
-        """Record one call's usage everywhere it counts; returns its cost in USD."""
-        usd = usage.cost(self.price)
-        saved = usage.saved_by_cache(self.price)
+    def worst_case(self, prompt_characters: int, max_output_tokens: int) -> float:
+        """The most one call can cost: every prompt token at the dearest input rate, full output."""
+        prompt_tokens = prompt_characters // CHARACTERS_PER_TOKEN + 1
+        dearest_input = max(self.price.input, self.price.cache_write, self.price.cache_read)
+        return (prompt_tokens * dearest_input + max_output_tokens * self.price.output) / 1_000_000
+
+    def reserve(self, issue: IssueRef, amount: float, caps: Caps) -> str:
+        """Hold `amount` for one call; BudgetExceeded (naming the cap) when any cap would not hold."""
         day = utc_day()
-        pipe = self.client.pipeline(transaction=True)
-        ledger = issue.ledger_key
-        for field, value in asdict(usage).items():
-            pipe.hincrby(ledger, field, value)
-        pipe.hincrbyfloat(ledger, "usd", usd)
-        pipe.hincrbyfloat(ledger, "saved_usd", saved)
-        pipe.hincrby(ledger, "calls", 1)
-        pipe.expire(ledger, LEDGER_TTL)
-        pipe.hincrbyfloat(worker_key(worker), "cost_usd", usd)
-        for key in (repo_day_spend_key(issue.repo, day), fleet_day_spend_key(day)):
-            pipe.incrbyfloat(key, usd)
-            pipe.expire(key, DAY_KEYS_TTL)
-        pipe.execute()
-        # The largest call is the best guess of what the next one costs (contexts only grow).
-        self.client.eval(
-            "local c = tonumber(redis.call('HGET', KEYS[1], 'largest_call_usd') or '0') "
-            "if tonumber(ARGV[1]) > c then redis.call('HSET', KEYS[1], 'largest_call_usd', ARGV[1]) end",
-            1, ledger, repr(usd),
+        token = secrets.token_hex(8)
+        verdict, spent, cap = (part.decode() if isinstance(part, bytes) else part for part in self._reserve(
+            keys=[issue.ledger_key, repo_day_spend_key(issue.repo, day), fleet_day_spend_key(day),
+                  reservations_key(day)],
+            args=[repr(amount), issue.key, issue.repo, time.time(), RESERVATION_STALE_SECONDS, token,
+                  caps.issue, caps.repo_day, caps.fleet_day, caps.issue_turns],
+        ))
+        if verdict == "ok":
+            return token
+        if verdict == "turns":
+            raise BudgetExceeded(f"stopped before the next model call: this issue used {spent} model calls, "
+                                 f"the most one issue may use (ASM_MAX_TURNS for every role and round)",
+                                 cap_name="turns", spent_usd=self.spend(issue).usd, cap_usd=float(cap))
+        name = CAP_NAMES[verdict].format(repo=issue.repo)
+        raise BudgetExceeded(
+            f"stopped before the next model call: {money(float(spent))} spent (or held by calls in flight), and the "
+            f"next call could cost up to {money(amount)}, which could cross {name} of {money(float(cap))}",
+            cap_name=name, spent_usd=float(spent), cap_usd=float(cap),
         )
-        return usd
+
+    def release(self, reservation: str) -> None:
+        """Drop a reservation whose call was never billed (it failed)."""
+        self.client.hdel(reservations_key(utc_day()), reservation)
+
+    def charge(self, issue: IssueRef, worker: str, usage: Usage, reservation: str = "") -> float:
+        """Record one call's usage everywhere it counts, drop its reservation; the issue's new total USD."""
+        day = utc_day()
+        total = self._charge(
+            keys=[issue.ledger_key, worker_key(worker), repo_day_spend_key(issue.repo, day),
+                  fleet_day_spend_key(day), reservations_key(day), METRICS],
+            args=[usage.input_tokens, usage.output_tokens, usage.cache_write_tokens, usage.cache_read_tokens,
+                  repr(usage.cost(self.price)), repr(usage.saved_by_cache(self.price)), LEDGER_TTL,
+                  DAY_KEYS_TTL, reservation, field("asm_spend_usd_total", repo=issue.repo),
+                  *(field("asm_tokens_total", kind=kind) for kind in ("input", "output", "cache_write", "cache_read"))],
+        )
+        return float(total)
 
     def spend(self, issue: IssueRef) -> Spend:
         raw = {k.decode(): v.decode() for k, v in self.client.hgetall(issue.ledger_key).items()}
         usage = Usage(*(int(raw.get(name, 0)) for name in Usage.__dataclass_fields__))
-        return Spend(usage, float(raw.get("usd", 0)), int(raw.get("calls", 0)),
-                     float(raw.get("saved_usd", 0)), float(raw.get("largest_call_usd", 0)))
+        return Spend(usage, float(raw.get("usd", 0)), int(raw.get("calls", 0)), float(raw.get("saved_usd", 0)))
+
+    def day_cap_reached(self, repo: str, caps: Caps, next_call_usd: float) -> str | None:
+        """Which daily cap leaves no room for even one more call today, if one does."""
+        for spent, cap, name in ((self.repo_today(repo), caps.repo_day, CAP_NAMES["repo"].format(repo=repo)),
+                                 (self.fleet_today(), caps.fleet_day, CAP_NAMES["fleet"])):
+            if spent + next_call_usd > cap:
+                return f"{name} of {money(cap)} is reached ({money(spent)} spent today)"
+        return None
 
     def repo_today(self, repo: str) -> float:
         return float(self.client.get(repo_day_spend_key(repo, utc_day())) or 0)
@@ -83,21 +200,8 @@ class Ledger:
         return float(self.client.get(fleet_day_spend_key(utc_day())) or 0)
 
 
-@dataclass(frozen=True)
-class Caps:
-    """The spend caps, USD."""
-
-    issue: float
-    repo_day: float
-    fleet_day: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Caps:
-        return cls(settings.max_cost_usd, settings.max_cost_per_repo_day_usd, settings.max_cost_per_day_usd)
-
-
 class IssueMeter:
-    """The agent's meter for one issue: refuses a call that could cross a cap, charges every call."""
+    """The agent's meter for one issue: reserves before each call, charges after, runs other checks."""
 
     def __init__(self, ledger: Ledger, issue: IssueRef, worker: str, caps: Caps,
                  checks: Sequence[Callable[[], None]] = (),
@@ -108,30 +212,21 @@ class IssueMeter:
         self.caps = caps
         self.checks = checks
         self.on_charge = on_charge
-        self.calls = 0
-        self.started = time.monotonic()
+        self.reservation = ""
 
-    def before_call(self) -> None:
+    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
         for check in self.checks:
             check()
-        spend = self.ledger.spend(self.issue)
-        next_call = spend.largest_call_usd
-        for name, spent, cap in (
-            ("ASM_MAX_COST_USD (per issue)", spend.usd, self.caps.issue),
-            (f"ASM_MAX_COST_PER_REPO_DAY_USD ({self.issue.repo} today)", self.ledger.repo_today(self.issue.repo),
-             self.caps.repo_day),
-            ("ASM_MAX_COST_PER_DAY_USD (whole fleet today)", self.ledger.fleet_today(), self.caps.fleet_day),
-        ):
-            if spent + next_call > cap:
-                raise BudgetExceeded(
-                    f"stopped before the next model call: ${spent:.4f} spent, and one more call "
-                    f"(about ${next_call:.4f}) could cross the cap {name} of ${cap:.2f}",
-                    cap_name=name, spent_usd=spent, cap_usd=cap,
-                )
+        worst = self.ledger.worst_case(prompt_characters, max_output_tokens)
+        self.reservation = self.ledger.reserve(self.issue, worst, self.caps)
 
     def charge(self, usage: Usage) -> None:
-        self.calls += 1
-        usd = self.ledger.charge(self.issue, self.worker, usage)
+        total = self.ledger.charge(self.issue, self.worker, usage, self.reservation)
+        self.reservation = ""
         if self.on_charge is not None:
-            self.on_charge(usd)
+            self.on_charge(total)
 
+    def call_failed(self) -> None:
+        if self.reservation:
+            self.ledger.release(self.reservation)
+            self.reservation = ""

@@ -47,12 +47,14 @@ class ModelClient:
         max_retries: int,
         backoff_seconds: float,
         sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
         self.model = model
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep
+        self.on_retry = on_retry
         self.retries = 0
 
     def create(self, *, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, Any]],
@@ -74,6 +76,7 @@ class ModelClient:
                 wait = min(max(delay, retry_after(error) or 0.0), MAX_BACKOFF_SECONDS)
                 log.warning("model call failed (%s); retry %d in %.1fs", describe(error), attempt + 1, wait)
                 self.retries += 1
+                self.on_retry()
                 self.sleep(wait)
                 delay *= 2
             except anthropic.AuthenticationError:

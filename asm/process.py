@@ -22,10 +22,12 @@ from asm.locks import Claim
 from asm.queue import forget
 from asm.report import RunFacts, comment, pull_body, redact
 from asm.status import WorkerStatus, paused_reason
+from asm.model import MAX_TOKENS
+from asm.roles import TEAM
 from asm.team import Team
 from asm.tools import Workspace
 from asm.workflow import Outcome, Step, run_workflow
-from asm.workspace import Checkout
+from asm.workspace import Checkout, Pending
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class Progress:
     stage: str
     revision: int
     spent_usd: float
+    new_stage: bool = True  # False: the same stage, only the spend moved
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Result:
     """How a delivery of `asm.process_issue` ended, in one line, and whether to queue it again later."""
 
     summary: str
+    outcome: str  # in-review, needs-clarification, ai-failed, given-back, skipped, paused, capped, claim-lost
     completed: bool = False
     requeue_after: float | None = None
 
@@ -61,17 +65,26 @@ Report = Callable[[Progress], None]
 def process_issue(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report = lambda _: None,
                   time_up: tuple[type[BaseException], ...] = ()) -> Result:
     """Work the issue if this delivery wins its claim; otherwise leave it alone."""
+    result = _deliver(deps, status, issue, report, time_up)
+    deps.metrics.count("asm_issues_total", outcome=result.outcome)
+    log.info("%s [%s] %s", issue, status.worker, result.summary)
+    return result
+
+
+def _deliver(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report,
+             time_up: tuple[type[BaseException], ...]) -> Result:
     forget(deps.redis, issue)
     reason = paused_reason(deps.redis)
     if reason:
-        return Result(f"{issue}: not started, the fleet is paused ({reason})")
+        return Result(f"{issue}: not started, the fleet is paused ({reason})", "paused")
     try:
         with Claim(deps.redis, issue, deps.settings.claim_ttl, status.worker) as claim:
             return IssueRun(deps, status, issue, claim, report, time_up).run()
     except AlreadyClaimed as busy:
-        return Result(f"{issue}: skipped, {busy}")
+        deps.metrics.count("asm_claim_conflicts_total")
+        return Result(f"{issue}: skipped, {busy}", "skipped")
     except ClaimLost as lost:
-        return Result(f"{issue}: stopped, {lost}; the new holder carries on")
+        return Result(f"{issue}: stopped, {lost}; the new holder carries on", "claim-lost")
 
 
 class IssueRun:
@@ -89,6 +102,11 @@ class IssueRun:
         self.started = time.monotonic()
         self.revision = 0
         self.stage = "claimed"
+        self.stage_started = self.started
+        self.stage_seconds: dict[str, float] = {}
+        self.crew: Team | None = None
+        self.caps = Caps.from_settings(deps.settings, roles=len(TEAM))
+        self.spent = 0.0
         self.labels: frozenset[str] = frozenset()
         self.issue_title = ""
 
@@ -100,20 +118,30 @@ class IssueRun:
         self.issue_title = info.title
         skip = self.why_skip(info)
         if skip:
-            return Result(f"{self.issue}: skipped, {skip}")
+            return Result(f"{self.issue}: skipped, {skip}", "skipped")
+        capped = self.deps.ledger.day_cap_reached(self.issue.repo, self.caps,
+                                                  self.deps.ledger.worst_case(0, MAX_TOKENS))
+        if capped:
+            # Nothing is spent and nothing fails: the issue waits, ready, for the next UTC day.
+            if IN_PROGRESS in info.labels:
+                self.set_label(self.deps.settings.ready_label)
+            return Result(f"{self.issue}: not started, {capped}", "capped")
         self.github.ensure_labels(self.issue.repo)
         if IN_PROGRESS in info.labels:  # an earlier attempt died; it may have opened the PR already
             existing = self.github.find_pull(self.issue)
             if existing is not None:
                 return self.in_review(existing)
         self.status.working(self.issue)
-        result = Result(f"{self.issue}: stopped")
+        result = Result(f"{self.issue}: stopped", "stopped")
         try:
             result = self.work(info)
             return result
         finally:
+            self.close_stage()
+            self.deps.metrics.observe_stages(self.stage_seconds)
+            timings = {**self.stage_seconds, "tools": self.crew.tool_seconds if self.crew else 0.0}
             self.status.finished(self.issue, result.summary, result.completed, self.elapsed(),
-                                 self.deps.ledger.spend(self.issue).usd)
+                                 self.deps.ledger.spend(self.issue).usd, timings)
 
     def why_skip(self, info: IssueInfo) -> str | None:
         ready = self.deps.settings.ready_label
@@ -139,13 +167,14 @@ class IssueRun:
         pull = self.saved_pull(repo)
         if pull is not None:
             return self.in_review(pull)
+        self.spent = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
         self.say(("resumed the interrupted run" if resumed else "picked up this issue")
                  + ": Architect → Security → Tester → Product Owner.")
-        self.step("workspace")
-        checkout = self.deps.workspaces.create(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
+        pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
         try:
-            outcome = run_workflow(self.team(info, checkout).perform, self.deps.settings.max_revisions, self.on_step)
-            return self.conclude(outcome, checkout, repo)
+            self.crew = self.team(info, pending)
+            outcome = run_workflow(self.crew.perform, self.deps.settings.max_revisions, self.on_step)
+            return self.conclude(outcome, pending.wait(), repo)
         except BudgetExceeded as stop:
             return self.fail("stopped at a spend cap; nothing was pushed.",
                              f"{stop}.\n\nRaise the cap, then label the issue `{self.deps.settings.ready_label}` "
@@ -172,24 +201,25 @@ class IssueRun:
             return self.fail("failed because of an internal error.",
                              f"`{type(bug).__name__}` inside asm; the worker's log has the details.")
         finally:
-            self.deps.workspaces.remove(checkout)
+            self.deps.workspaces.remove(pending)
 
-    def team(self, info: IssueInfo, checkout: Checkout) -> Team:
+    def team(self, info: IssueInfo, pending: Pending) -> Team:
         settings = self.deps.settings
-        meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, Caps.from_settings(settings),
-                           checks=(self.claim.check, self.check_time), on_charge=lambda _: self.step(None))
-        context = {"repo": self.issue.repo, "root": str(checkout.path), "branch": checkout.branch,
+        meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, self.caps,
+                           checks=(self.claim.check, self.check_time), on_charge=self.charged)
+        context = {"repo": self.issue.repo, "root": str(pending.path), "branch": self.issue.branch,
                    "issue_key": self.issue.key, "title": info.title, "body": info.body or "(no description)"}
         transcripts = settings.workspace_dir / ".transcripts" / self.issue.workspace_name
-        return Team(self.deps.model, meter, Workspace(checkout.path, checkout.home), context, settings.max_turns,
-                    transcripts)
+        workspace = Workspace(pending.path, pending.home, ready=pending.wait)
+        return Team(self.deps.model, meter, workspace, context, settings.max_turns, transcripts)
 
     def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> Result:
         self.revision = outcome.revisions
         if outcome.kind == "clarification":
             self.say("needs answers before this can be implemented.", outcome.detail)
             self.set_label(NEEDS_CLARIFICATION)
-            return Result(f"{self.issue}: questions asked, labelled {NEEDS_CLARIFICATION}", completed=True)
+            return Result(f"{self.issue}: questions asked, labelled {NEEDS_CLARIFICATION}", NEEDS_CLARIFICATION,
+                          completed=True)
         if outcome.kind == "rejected":
             return self.fail("the Product Owner rejected the change; no pull request.", outcome.detail)
         if outcome.kind == "exhausted":
@@ -197,11 +227,11 @@ class IssueRun:
                              "no pull request.", f"The Product Owner's last feedback:\n\n{outcome.detail}")
         self.step("push")
         self.claim.check()
-        if not self.deps.workspaces.commit(checkout, f"{self.title()}\n\nCloses #{self.issue.number}"):
+        head = self.deps.workspaces.commit(checkout, f"{self.title()}\n\nCloses #{self.issue.number}")
+        if head is None:
             return self.fail("the team approved, but made no change to the code; no pull request.", outcome.detail)
         files = self.deps.workspaces.changed_files(checkout)
         body = redact(pull_body(self.issue, outcome, self.facts(), files), self.deps.settings.secrets)
-        head = self.deps.workspaces.commit_sha(checkout)
         # Saved before the push: a crash between push and pull request resumes from here, not from scratch.
         self.deps.redis.set(approved_key(self.issue), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
         self.deps.workspaces.push(checkout, repo.clone_url)
@@ -221,19 +251,19 @@ class IssueRun:
         self.say(f"opened {pull.html_url}{merged}.")
         self.set_label(IN_REVIEW)
         self.deps.redis.delete(approved_key(self.issue))
-        return Result(f"{self.issue}: {pull.html_url}", completed=True)
+        return Result(f"{self.issue}: {pull.html_url}", IN_REVIEW, completed=True)
 
     def fail(self, headline: str, details: str) -> Result:
         self.say(headline, details)
         self.set_label(AI_FAILED)
-        return Result(f"{self.issue}: ai-failed, {headline}")
+        return Result(f"{self.issue}: ai-failed, {headline}", AI_FAILED)
 
     def give_back(self, message: str | None, requeue_after: float | None, note: str = "") -> Result:
         """Put the issue back as it was before the claim, to be picked up again later."""
         if message:
             self.say(message)
         self.set_label(self.deps.settings.ready_label)
-        return Result(f"{self.issue}: given back, {note or message}", requeue_after=requeue_after)
+        return Result(f"{self.issue}: given back, {note or message}", "given-back", requeue_after=requeue_after)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -259,7 +289,12 @@ class IssueRun:
         if label != IN_PROGRESS:  # the run reached an ending (or gave the issue back)
             self.deps.redis.delete(attempts_key(self.issue))
 
+    def note(self, message: str) -> None:
+        """One log line for one step: issue, worker, stage, what happened (secrets are redacted by the handler)."""
+        log.info("%s [%s] %s: %s", self.issue, self.status.worker, self.stage, message)
+
     def say(self, headline: str, details: str = "") -> None:
+        self.note(headline)
         self.claim.check()
         text = comment(headline, self.facts(), details)
         self.github.comment(self.issue, redact(text, self.deps.settings.secrets))
@@ -280,9 +315,21 @@ class IssueRun:
         self.revision = step.revision
         self.step(step.role.name)
 
+    def close_stage(self) -> None:
+        """Add the time since the stage began to its total (stages repeat across revisions)."""
+        now = time.monotonic()
+        self.stage_seconds[self.stage] = self.stage_seconds.get(self.stage, 0.0) + now - self.stage_started
+        self.stage_started = now
+
+    def charged(self, issue_total_usd: float) -> None:
+        self.spent = issue_total_usd
+        self.step(None)
+
     def step(self, stage: str | None) -> None:
         """Tell the status table and Flower where the run is (stage None: same stage, new spend)."""
-        self.stage = stage or self.stage
-        spent = self.deps.ledger.spend(self.issue).usd
-        self.status.stage(self.issue, self.stage, self.revision)
-        self.report(Progress(self.issue.key, self.stage, self.revision, spent))
+        if stage is not None:
+            self.close_stage()
+            self.stage = stage
+            self.status.stage(self.issue, self.stage, self.revision)
+            self.note(f"revision {self.revision}, ${self.spent:.4f} spent so far")
+        self.report(Progress(self.issue.key, self.stage, self.revision, self.spent, stage is not None))

@@ -30,6 +30,7 @@ class WorkerStatus:
         self.host = host
         self.pid = pid
         self._stop = threading.Event()
+        self.running: dict[str, Any] = {}
 
     def start(self) -> None:
         """Announce the worker (keeping its earlier totals) and start beating."""
@@ -52,23 +53,26 @@ class WorkerStatus:
 
     def working(self, issue: IssueRef) -> None:
         now = time.time()
-        self.client.hset(self.key, mapping={"state": "working", "issue": issue.key, "stage": "claimed",
-                                            "heartbeat": now})
-        self.client.hset(RUNNING, issue.key, json.dumps({"worker": self.worker, "stage": "claimed",
-                                                         "revision": 0, "started_at": now}))
+        self.running = {"worker": self.worker, "stage": "claimed", "revision": 0, "started_at": now}
+        pipe = self.client.pipeline()
+        pipe.hset(self.key, mapping={"state": "working", "issue": issue.key, "stage": "claimed", "heartbeat": now})
+        pipe.hset(RUNNING, issue.key, json.dumps(self.running))
+        pipe.execute()
 
     def stage(self, issue: IssueRef, stage: str, revision: int) -> None:
-        self.client.hset(self.key, mapping={"stage": stage, "heartbeat": time.time()})
-        raw = self.client.hget(RUNNING, issue.key)
-        entry = json.loads(raw) if raw else {"worker": self.worker, "started_at": time.time()}
-        entry.update(stage=stage, revision=revision)
-        self.client.hset(RUNNING, issue.key, json.dumps(entry))
+        self.running.update(stage=stage, revision=revision)
+        pipe = self.client.pipeline()
+        pipe.hset(self.key, mapping={"stage": stage, "heartbeat": time.time()})
+        pipe.hset(RUNNING, issue.key, json.dumps(self.running))
+        pipe.execute()
 
-    def finished(self, issue: IssueRef, outcome: str, completed: bool, seconds: float, cost_usd: float) -> None:
+    def finished(self, issue: IssueRef, outcome: str, completed: bool, seconds: float, cost_usd: float,
+                 stage_seconds: dict[str, float]) -> None:
         """The run ended: back to idle, its line added to the history."""
         now = time.time()
         record = {"issue": issue.key, "worker": self.worker, "outcome": outcome, "completed": completed,
-                  "started_at": now - seconds, "finished_at": now, "seconds": seconds, "cost_usd": cost_usd}
+                  "started_at": now - seconds, "finished_at": now, "seconds": seconds, "cost_usd": cost_usd,
+                  "stage_seconds": {stage: round(value, 3) for stage, value in stage_seconds.items()}}
         pipe = self.client.pipeline()
         pipe.hset(self.key, mapping={"state": "idle", "issue": "", "stage": "",
                                      "heartbeat": now, "last_issue": issue.key})

@@ -37,6 +37,7 @@ class Team:
         self.max_turns = max_turns
         self.transcripts = transcripts
         self.turns = 0
+        self.tool_seconds = 0.0
 
     def perform(self, step: Step, notes: tuple[tuple[str, str], ...]) -> RoleOutput:
         tools = {"bash": BashTool(self.workspace), EDITOR_TOOL_NAME: EditorTool(self.workspace)}
@@ -44,6 +45,7 @@ class Team:
         agent = Agent(self.model, tools, [BASH_TOOL, EDITOR_TOOL], self.meter, self.max_turns, transcript)
         result = agent.run(step.role.system_prompt(self.context), task_text(step, notes), step.role.final_tools)
         self.turns += result.turns
+        self.tool_seconds += result.tool_seconds
         if result.final_tool == DECISION_TOOL.name:
             decision, feedback = str(result.final_input["decision"]), str(result.final_input["feedback"])
             return RoleOutput(result.summary or f"{decision}: {feedback}", decision, feedback)

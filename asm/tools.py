@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def tool_environment(home: Path, inherited: Mapping[str, str] | None = None) -> 
     """A clean environment for tool commands: an allow-list, never the worker's secrets."""
     source = os.environ if inherited is None else inherited
     env = {name: source[name] for name in INHERITED_VARIABLES if name in source}
+    # The worker's own Python comes first: `python` is then a real interpreter, not a version
+    # manager's shim that costs a tenth of a second per call, and it has a known version.
+    interpreter_dir = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join(filter(None, [interpreter_dir, env.get("PATH", os.defpath)]))
     env.update(
         HOME=str(home),
         TERM="dumb",
@@ -59,11 +64,15 @@ def tool_environment(home: Path, inherited: Mapping[str, str] | None = None) -> 
 
 
 class Workspace:
-    """The directory tools may touch, and the resolution of paths the model gives."""
+    """The directory tools may touch, and the resolution of paths the model gives.
 
-    def __init__(self, root: Path, home: Path) -> None:
+    `ready` blocks until the directory exists: asm clones while the model thinks about its first turn.
+    """
+
+    def __init__(self, root: Path, home: Path, ready: Callable[[], object] = lambda: None) -> None:
         self.root = Path(os.path.realpath(root))
         self.home = home
+        self.ready = ready
 
     def resolve(self, path: str) -> Path:
         """An absolute path inside the workspace, or ValueError; symlinks are followed before checking."""
@@ -97,6 +106,7 @@ class BashTool:
         command = tool_input.get("command")
         if not isinstance(command, str) or not command.strip():
             return ToolResult("`command` is required", is_error=True)
+        self.workspace.ready()
         return self.run(command)
 
     def run(self, command: str) -> ToolResult:
@@ -148,6 +158,7 @@ class EditorTool:
         }.get(command)  # type: ignore[arg-type]
         if handler is None:
             return ToolResult(f"unknown command {command!r}; use view, create, str_replace or insert", is_error=True)
+        self.workspace.ready()
         try:
             path = self.workspace.resolve(str(tool_input.get("path", "")))
             return handler(path, tool_input)

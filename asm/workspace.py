@@ -11,9 +11,11 @@ import fcntl
 import logging
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import git
@@ -23,6 +25,9 @@ from asm.keys import IssueRef
 
 log = logging.getLogger(__name__)
 
+# Runs starting within this many seconds of each other share one fetch of the mirror: a base a
+# few seconds old is as good as new, and a burst of issues does not fetch once per issue.
+MIRROR_FRESH_SECONDS = 10.0
 AUTHOR_NAME = "asm"
 AUTHOR_EMAIL = "asm@users.noreply.github.com"
 # Answers git's credential question from ASM_GIT_TOKEN; the empty helper first drops any other helper.
@@ -85,11 +90,25 @@ class Checkout:
         return self.path.with_name(f".home-{self.path.name}")
 
 
+class Pending:
+    """A checkout being created on a thread; `wait()` gives it (or raises what creating it raised)."""
+
+    def __init__(self, path: Path, future: Future[Checkout]) -> None:
+        self.path = path
+        self.home = path.with_name(f".home-{path.name}")
+        self.future = future
+
+    def wait(self) -> Checkout:
+        return self.future.result()
+
+
 class Workspaces:
     """Creates, commits, pushes and removes issue workspaces under one root."""
 
-    def __init__(self, root: Path, token: str) -> None:
+    def __init__(self, root: Path, token: str, mirror_fresh_seconds: float = MIRROR_FRESH_SECONDS) -> None:
         self.root = Path(os.path.abspath(root))
+        self.mirror_fresh_seconds = mirror_fresh_seconds
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workspace")
         # Only commands that talk to the remote get the token; local ones run without it.
         self.remote_env = git_environment(token)
         self.local_env = git_environment("")
@@ -103,20 +122,30 @@ class Workspaces:
             raise WorkspaceError(f"git {args[0]} failed: {str(error.stderr).strip()[-500:]}") from None
 
     def mirror(self, repo: str, clone_url: str) -> Path:
-        """This machine's mirror of the repository, fetched now."""
+        """This machine's mirror of the repository, fetched unless another run just fetched it."""
         owner, name = repo.split("/", 1)
         path = self.root / ".mirrors" / f"{owner}__{name}.git"
+        marker = path / "asm-fetched"  # holds the clone URL; its age says when the mirror was fetched
         with _file_lock(path.with_suffix(".lock")):
             if not (path / "HEAD").exists():
                 shutil.rmtree(path, ignore_errors=True)
                 self._git("clone", "--mirror", "--quiet", clone_url, str(path), remote=True)
-            else:
+            elif not (marker.exists() and marker.read_text() == clone_url
+                      and time.time() - marker.stat().st_mtime < self.mirror_fresh_seconds):
                 self._git("remote", "set-url", "origin", clone_url, cwd=path)
                 self._git("fetch", "--prune", "--quiet", "origin", cwd=path, remote=True)
+            else:
+                return path
+            marker.write_text(clone_url)
         return path
 
     def path_for(self, worker: str, issue: IssueRef) -> Path:
         return self.root / worker / issue.workspace_name
+
+    def start(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Pending:
+        """Begin `create` on a thread, so the clone overlaps the model's first turn."""
+        future = self._executor.submit(self.create, worker, issue, clone_url, base)
+        return Pending(self.path_for(worker, issue), future)
 
     def create(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Checkout:
         """A fresh working tree for the issue on `ai-feature/issue-N`, branched from `base`."""
@@ -149,14 +178,14 @@ class Workspaces:
             elif target.exists():
                 shutil.rmtree(target)
 
-    def commit(self, checkout: Checkout, message: str) -> bool:
-        """Commit everything the team changed; False when there is nothing to commit."""
+    def commit(self, checkout: Checkout, message: str) -> str | None:
+        """Commit everything the team changed; the branch's head, or None when it changed nothing."""
         self._reclaim(checkout)
         self._git("add", "--all", cwd=checkout.path)
         if self._git("status", "--porcelain", cwd=checkout.path).strip():
             self._git("commit", "--quiet", "--no-verify", "-m", message, cwd=checkout.path)
         head = self._git("rev-parse", "HEAD", cwd=checkout.path).strip()
-        return head != checkout.base_sha
+        return head if head != checkout.base_sha else None
 
     def push(self, checkout: Checkout, clone_url: str) -> None:
         """Push the issue branch, replacing what an earlier, interrupted attempt pushed."""
@@ -169,14 +198,13 @@ class Workspaces:
         line = self._git("ls-remote", clone_url, f"refs/heads/{branch}", remote=True).strip()
         return line.split()[0] if line else None
 
-    def commit_sha(self, checkout: Checkout) -> str:
-        return self._git("rev-parse", "HEAD", cwd=checkout.path).strip()
-
     def changed_files(self, checkout: Checkout) -> list[str]:
         output = self._git("diff", "--name-only", f"{checkout.base_sha}..HEAD", cwd=checkout.path)
         return [line for line in output.splitlines() if line]
 
-    def remove(self, checkout: Checkout) -> None:
+    def remove(self, checkout: Checkout | Pending) -> None:
         """Delete the workspace, its tool HOME and whatever the agent left in them."""
+        if isinstance(checkout, Pending):
+            wait([checkout.future])  # never delete under a clone still running
         for path in (checkout.path, checkout.home):
             shutil.rmtree(path, ignore_errors=True)

@@ -19,11 +19,17 @@ def process_issue(self: Task, repo: str, number: int) -> str:
     issue = IssueRef.parse(repo, number)
 
     def report(progress: Progress) -> None:
+        # Field names must not shadow Flower's own task fields (`worker` is an object there).
         meta = {"issue": progress.issue, "stage": progress.stage, "revision": progress.revision,
-                "spent_usd": round(progress.spent_usd, 4), "worker": context.status.worker}
-        # Flower shows the stage as the task's state; the result backend keeps it for `AsyncResult`.
-        self.send_event(f"task-{progress.stage}", **meta)
-        self.update_state(state=progress.stage.upper(), meta=meta)
+                "spent_usd": round(progress.spent_usd, 4), "slot": context.status.worker}
+        # Flower shows the stage as the task's state, and, until the real result replaces it, the
+        # progress line in its Result column (Flower's API only passes on Celery's own task fields).
+        progress_line = (f"{progress.issue}: {progress.stage}, revision {progress.revision}, "
+                         f"${progress.spent_usd:.4f} so far")
+        self.send_event(f"task-{progress.stage}", result=progress_line, **meta)
+        # The result backend keeps the stage for `AsyncResult`, written once a stage, not once a call.
+        if progress.new_stage:
+            self.update_state(state=progress.stage.upper(), meta=meta)
 
     result = work_issue(context.deps, context.status, issue, report, time_up=(SoftTimeLimitExceeded,))
     if result.requeue_after is not None:

@@ -35,14 +35,20 @@ class Meter:
         self.limit = limit
         self.allowed = 0
         self.charges: list[Usage] = []
+        self.failed = 0
+        self.prompt_sizes: list[int] = []
 
-    def before_call(self) -> None:
+    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
         if self.limit is not None and self.allowed >= self.limit:
             raise BudgetExceeded(f"{self.limit} calls is the cap", cap_name="test", spent_usd=0.0, cap_usd=0.0)
         self.allowed += 1
+        self.prompt_sizes.append(prompt_characters)
 
     def charge(self, usage: Usage) -> None:
         self.charges.append(usage)
+
+    def call_failed(self) -> None:
+        self.failed += 1
 
 
 class Sleeps:

@@ -236,7 +236,8 @@ def test_the_time_limit_cleans_up_and_labels_the_issue(tmp_path: Path, redis_ser
         settle(box, [number])
         issue = box.github.issue(REPO, number)
         assert issue.labels == ("ai-failed",) and "time limit" in issue.comments[-1]
-        assert not client_of(box).exists(IssueRef(REPO, number).claim_key)
+        # the label is set while the claim is held; the claim goes a moment later
+        assert wait_for(lambda: not client_of(box).exists(IssueRef(REPO, number).claim_key), 10)
         assert not [p for p in (box.root / "workspaces").glob("w@*/*/*") if p.name.endswith(f"issue-{number}")]
         assert box.github.pulls(REPO) == []
 

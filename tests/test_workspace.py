@@ -73,7 +73,7 @@ def test_create_makes_an_empty_tool_home_outside_the_working_tree(checkout: Chec
     again = workspaces.create("worker-1", ISSUE, clone_url, "main")
 
     assert list(again.home.iterdir()) == []
-    assert workspaces.commit(again, "nothing") is False  # the home is never part of the commit
+    assert workspaces.commit(again, "nothing") is None  # the home is never part of the commit
 
 
 def test_create_keeps_a_mirror_per_repository(checkout: Checkout, workspaces: Workspaces) -> None:
@@ -95,8 +95,9 @@ def test_create_on_a_repository_whose_default_branch_is_develop(tmp_path: Path, 
     assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=checkout.path).strip() == "ai-feature/issue-9"
 
 
-def test_create_sees_commits_pushed_since_the_mirror_was_made(workspaces: Workspaces, clone_url: str,
-                                                              tmp_path: Path, state: GitHubState) -> None:
+def test_create_sees_commits_pushed_since_the_mirror_was_made(clone_url: str, tmp_path: Path,
+                                                              state: GitHubState) -> None:
+    workspaces = Workspaces(tmp_path / "fresh", TOKEN, mirror_fresh_seconds=0)
     workspaces.create("worker-1", ISSUE, clone_url, "main")
     other = tmp_path / "human"
     git("clone", "--quiet", clone_url, str(other))
@@ -109,6 +110,21 @@ def test_create_sees_commits_pushed_since_the_mirror_was_made(workspaces: Worksp
 
     assert fresh.base_sha == state.branch_sha(REPO, "main")
     assert (fresh.path / "NEW.md").read_text() == "new\n"
+
+
+def test_runs_close_together_share_one_fetch_of_the_mirror(workspaces: Workspaces, clone_url: str,
+                                                           tmp_path: Path, state: GitHubState) -> None:
+    first = workspaces.create("worker-1", ISSUE, clone_url, "main")
+    other = tmp_path / "human"
+    git("clone", "--quiet", clone_url, str(other))
+    (other / "NEW.md").write_text("new\n")
+    git("add", "--all", cwd=other)
+    git("commit", "--quiet", "-m", "human change", cwd=other)
+    git("push", "--quiet", "origin", "main", cwd=other)
+
+    soon = workspaces.create("worker-2", IssueRef(REPO, 5), clone_url, "main")
+
+    assert soon.base_sha == first.base_sha != state.branch_sha(REPO, "main")
 
 
 def test_create_again_starts_from_a_clean_tree(workspaces: Workspaces, clone_url: str, checkout: Checkout) -> None:
@@ -138,10 +154,10 @@ def test_commit_and_push_land_on_the_remote_branch(workspaces: Workspaces, check
     (checkout.path / "src" / "app.py").write_text("VERSION = 2\n")
     (checkout.path / "src" / "new.py").write_text("NEW = True\n")
 
-    assert workspaces.commit(checkout, "Resolve #4")
+    sha = workspaces.commit(checkout, "Resolve #4")
+    assert sha
     workspaces.push(checkout, clone_url)
 
-    sha = workspaces.commit_sha(checkout)
     assert state.branch_sha(REPO, "ai-feature/issue-4") == sha
     assert workspaces.remote_branch_sha(clone_url, "ai-feature/issue-4") == sha
     assert git("ls-remote", clone_url, "refs/heads/ai-feature/issue-4").split()[0] == sha
@@ -166,9 +182,9 @@ def test_commit_includes_deletions(workspaces: Workspaces, checkout: Checkout) -
     assert workspaces.changed_files(checkout) == ["README.md"]
 
 
-def test_commit_with_nothing_changed_returns_false(workspaces: Workspaces, checkout: Checkout) -> None:
-    assert workspaces.commit(checkout, "nothing") is False
-    assert workspaces.commit_sha(checkout) == checkout.base_sha
+def test_commit_with_nothing_changed_returns_none(workspaces: Workspaces, checkout: Checkout) -> None:
+    assert workspaces.commit(checkout, "nothing") is None
+    assert git("rev-parse", "HEAD", cwd=checkout.path).strip() == checkout.base_sha
 
 
 def test_commit_after_a_commit_with_nothing_new_still_has_the_change(workspaces: Workspaces,
@@ -176,7 +192,7 @@ def test_commit_after_a_commit_with_nothing_new_still_has_the_change(workspaces:
     (checkout.path / "x.txt").write_text("x\n")
     assert workspaces.commit(checkout, "first")
 
-    assert workspaces.commit(checkout, "second") is True  # the branch still differs from its base
+    assert workspaces.commit(checkout, "second") is not None  # the branch still differs from its base
     assert git("rev-list", "--count", f"{checkout.base_sha}..HEAD", cwd=checkout.path).strip() == "1"
 
 
@@ -192,7 +208,7 @@ def test_push_replaces_an_earlier_attempt(workspaces: Workspaces, clone_url: str
     workspaces.push(second, clone_url)
 
     assert state.file_at(REPO, "ai-feature/issue-4", "attempt.txt") == "two\n"
-    assert state.branch_sha(REPO, "ai-feature/issue-4") == workspaces.commit_sha(second)
+    assert state.branch_sha(REPO, "ai-feature/issue-4") == git("rev-parse", "HEAD", cwd=second.path).strip()
 
 
 def test_remote_branch_sha_of_a_missing_branch_is_none(workspaces: Workspaces, clone_url: str) -> None:

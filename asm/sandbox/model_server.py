@@ -86,8 +86,14 @@ class ScriptedModelServer:
 
     # -- one call ---------------------------------------------------------------------------
 
-    def answer(self, headers: Mapping[str, str], request: Mapping[str, Any]) -> tuple[int, dict[str, str], dict]:
-        """(status, extra headers, JSON body) for one POST /v1/messages."""
+    def answer(self, headers: Mapping[str, str], request: Mapping[str, Any],
+               arrived: float | None = None) -> tuple[int, dict[str, str], dict]:
+        """(status, extra headers, JSON body) for one POST /v1/messages.
+
+        A successful call takes `latency` seconds from arrival, the server's own work included, so
+        what a client measures beyond `latency` is its own overhead, not the sandbox's.
+        """
+        arrived = time.monotonic() if arrived is None else arrived
         with self.lock:
             self.calls += 1
             failure = self.failures.popleft() if self.failures else None
@@ -100,8 +106,6 @@ class ScriptedModelServer:
         problem = validate(request)
         if problem:
             return _error(400, problem)
-        if self.latency:
-            time.sleep(self.latency)
         action = next_action(request)
         if action[0] == "say":
             content = [{"type": "text", "text": action[1]}]
@@ -114,6 +118,7 @@ class ScriptedModelServer:
         body = {"id": f"msg_{secrets.token_hex(12)}", "type": "message", "role": "assistant",
                 "model": request["model"], "content": content, "stop_reason": stop_reason,
                 "stop_sequence": None, "usage": usage}
+        time.sleep(max(0.0, arrived + self.latency - time.monotonic()))
         return 200, {"request-id": f"req_{secrets.token_hex(8)}"}, body
 
     def bill(self, request: Mapping[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
@@ -178,11 +183,13 @@ def _error(status: int, message: str) -> tuple[int, dict[str, str], dict]:
 def _handler(server: ScriptedModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else every keep-alive reply waits ~40 ms for a delayed ACK
 
         def log_message(self, *_: Any) -> None:  # quiet: the demo prints its own table
             pass
 
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            arrived = time.monotonic()
             length = int(self.headers.get("content-length") or 0)
             try:
                 request = json.loads(self.rfile.read(length) or b"{}")
@@ -193,7 +200,8 @@ def _handler(server: ScriptedModelServer) -> type[BaseHTTPRequestHandler]:
                     status, extra, body = 404, {}, {"type": "error", "error": {"type": "not_found_error",
                                                                                 "message": "Not found"}}
                 else:
-                    status, extra, body = server.answer({k.lower(): v for k, v in self.headers.items()}, request)
+                    status, extra, body = server.answer({k.lower(): v for k, v in self.headers.items()}, request,
+                                                          arrived)
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")

@@ -1,0 +1,182 @@
+"""`asm bench`: the original guide's speedup table, measured through the real fleet on the sandbox.
+
+For each worker count: a fresh repository of sample issues, `celery -A asm worker -c N`, one
+scan, and the clock runs until every issue has its pull request. The ideal is
+ceil(issues / workers) x one issue's model time (its model calls x the scripted latency), so
+efficiency = ideal / duration says how much the fleet itself costs on top of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+from asm.config import load_settings
+from asm.deps import github_client, redis_client
+from asm.github import GitHub
+from asm.sandbox.fleet import Sandbox, wait_for
+from asm.status import read_history, read_workers
+
+WORKER_START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    workers: int
+    issues: int
+    duration_s: float
+    ideal_s: float
+    speedup: float
+    efficiency: float
+    model_calls_per_issue: float
+    overhead_per_issue_s: float
+    tool_seconds_per_issue: float
+    github_requests_per_issue: float
+    peak_worker_memory_mb: float
+    pull_requests: int
+    mean_stage_seconds: dict[str, float]
+
+
+def group_rss_kb(leader: int) -> int:
+    """Resident memory of every process in `leader`'s process group (the worker and its pool)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != leader:  # field 5 of stat, the process group
+                continue
+            with open(f"/proc/{entry}/status") as status:
+                total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue  # a process that ended while we looked
+    return total
+
+
+class PeakMemory:
+    """Samples a process group's memory on a thread; `peak_mb` is the largest sum seen."""
+
+    def __init__(self, leader: int, every: float = 1.0) -> None:
+        self.leader = leader
+        self.every = every
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak_kb = max(self.peak_kb, group_rss_kb(self.leader))
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_kb / 1024
+
+
+def measure(box: Sandbox, workers: int, issues: int, latency: float) -> BenchRow:
+    """One row: `workers` slots working `issues` fresh sample issues."""
+    repo = box.create_repo(f"acme/bench-{workers}-workers")
+    numbers = box.add_sample_issues(issues, repo)
+    settings = load_settings(box.env(), dotenv=None)
+    from asm.celery_app import app, use_settings
+    from asm.scan import scan
+
+    use_settings(settings)
+    client = redis_client(settings.redis_url)
+    name = f"bench{workers}"
+    worker = box.start_worker(workers, name=name)
+    ready = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= workers
+    if not wait_for(ready, WORKER_START_TIMEOUT):
+        raise RuntimeError(f"the worker did not start:\n{worker.log()[-2000:]}")
+    github = GitHub(github_client(settings), settings.ready_label)
+    requests_before, calls_before = box.github.request_count, box.model.calls
+    with PeakMemory(worker.process.pid) as memory:
+        started = time.monotonic()
+        scan(github, client, app, (repo,), settings.ready_label, settings.task_time_limit)
+        done = wait_for(lambda: box.settled(repo, numbers), timeout=120 + issues * 60 * max(latency, 0.2),
+                        interval=0.1)
+        duration = time.monotonic() - started
+    worker.stop(signal.SIGTERM)
+    if not done:
+        raise RuntimeError(f"{repo}: not every issue settled; worker log:\n{worker.log()[-3000:]}")
+    runs = [r for r in read_history(client) if r["issue"].startswith(repo + "#") and r["completed"]]
+    calls_per_issue = (box.model.calls - calls_before) / issues
+    model_time = calls_per_issue * latency
+    mean_run = sum(r["seconds"] for r in runs) / max(len(runs), 1)
+    ideal = math.ceil(issues / workers) * model_time
+    pulls = sum(1 for pull in box.github.pulls(repo) if pull.head.startswith("ai-feature/"))
+    stages: dict[str, float] = {}
+    for run in runs:
+        for stage, seconds in run.get("stage_seconds", {}).items():
+            stages[stage] = stages.get(stage, 0.0) + seconds / len(runs)
+    return BenchRow(
+        workers=workers, issues=issues, duration_s=round(duration, 2), ideal_s=round(ideal, 2),
+        speedup=round(issues * model_time / duration, 2) if model_time else 0.0,
+        efficiency=round(ideal / duration, 3) if model_time else 0.0,
+        model_calls_per_issue=round(calls_per_issue, 1),
+        overhead_per_issue_s=round(mean_run - model_time, 3),
+        tool_seconds_per_issue=round(stages.pop("tools", 0.0), 3),
+        github_requests_per_issue=round((box.github.request_count - requests_before) / issues, 1),
+        peak_worker_memory_mb=round(memory.peak_mb, 1), pull_requests=pulls,
+        mean_stage_seconds={stage: round(seconds, 3) for stage, seconds in stages.items()},
+    )
+
+
+def render(rows: list[BenchRow], latency: float) -> str:
+    lines = [
+        f"asm bench: {rows[0].issues} issues, scripted model {latency:g}s a call, "
+        f"{rows[0].model_calls_per_issue:g} calls an issue",
+        "",
+        "| Workers | Duration | Ideal | Speedup | Efficiency | Overhead/issue | of which tools | GitHub req/issue "
+        "| Peak worker memory |",
+        "|---------|----------|-------|---------|------------|----------------|----------------|------------------"
+        "|--------------------|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.workers:<7} | {r.duration_s:>7.2f}s | {r.ideal_s:>4.1f}s | {r.speedup:>6.2f}x | "
+            f"{r.efficiency * 100:>9.1f}% | {r.overhead_per_issue_s:>13.3f}s | {r.tool_seconds_per_issue:>13.3f}s | "
+            f"{r.github_requests_per_issue:>16.1f} | "
+            f"{r.peak_worker_memory_mb:>15.1f} MB |"
+        )
+    lines += ["", "Ideal = ceil(issues / workers) x one issue's model time; Efficiency = Ideal / Duration;",
+              "Speedup = issues x one issue's model time / Duration; Overhead = a run's time outside model calls,",
+              "of which tools = the agents' own bash and editor commands (the sample's tests run 3 times an issue)."]
+    return "\n".join(lines)
+
+
+def run_bench(worker_counts: list[int], issues: int, latency: float, as_json: bool,
+              out: TextIO = sys.stdout) -> int:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="asm-bench-") as tmp, Sandbox(Path(tmp), model_latency=latency) as box:
+        for workers in worker_counts:
+            row = measure(box, workers, issues, latency)
+            rows.append(row)
+            if not as_json:
+                print(f"  {workers} workers: {row.duration_s:.2f}s, efficiency {row.efficiency:.3f}",
+                      file=sys.stderr, flush=True)
+    if as_json:
+        print(json.dumps({"issues": issues, "model_latency_s": latency, "rows": [asdict(r) for r in rows]},
+                         indent=2), file=out)
+    else:
+        print(render(rows, latency), file=out)
+    failed = [r for r in rows if r.pull_requests != r.issues]
+    return 1 if failed else 0

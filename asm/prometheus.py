@@ -1,0 +1,87 @@
+"""asm's Prometheus exposition: a collector reading the fleet's counters and state from Redis.
+
+`celery -A asm flower` registers it in the process-wide registry, so Flower's `/metrics` serves
+asm's series beside Flower's own, in one exposition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+
+from asm.config import Settings
+from asm.dashboard import snapshot
+from asm.keys import METRICS
+from asm.metrics import parse_field
+
+COUNTERS = {
+    "asm_issues_total": ("Deliveries of asm.process_issue, by how they ended", ["outcome"]),
+    "asm_spend_usd_total": ("USD spent on the model, by repository", ["repo"]),
+    "asm_tokens_total": ("Model tokens billed, by kind", ["kind"]),
+    "asm_claim_conflicts_total": ("Deliveries that found the issue claimed by another worker", []),
+    "asm_retries_total": ("Retried calls, by service (model, github)", ["kind"]),
+}
+
+
+class FleetCollector(Collector):
+    """Reads Redis at scrape time: counters from every worker, and the fleet's state now."""
+
+    def __init__(self, settings: Callable[[], Settings], client: Callable[[], redis.Redis]) -> None:
+        self.settings = settings
+        self.client = client
+
+    def collect(self) -> Iterator:
+        client = self.client()
+        raw = {key.decode(): float(value) for key, value in client.hgetall(METRICS).items()}
+        families = {name: CounterMetricFamily(name.removesuffix("_total"), text, labels=labels)
+                    for name, (text, labels) in COUNTERS.items()}
+        stages: dict[str, dict[str, float]] = {}
+        for key, value in raw.items():
+            name, labels = parse_field(key)
+            if name in families:
+                families[name].add_metric([labels[label] for label in COUNTERS[name][1]], value)
+            elif name.startswith("asm_stage_duration_seconds_"):
+                stages.setdefault(labels["stage"], {})[name.rsplit("_", 1)[1]] = value
+        yield from families.values()
+        summary = SummaryMetricFamily("asm_stage_duration_seconds", "Time spent in each workflow stage",
+                                      labels=["stage"])
+        for stage, parts in sorted(stages.items()):
+            summary.add_metric([stage], count_value=parts.get("count", 0), sum_value=parts.get("sum", 0.0))
+        yield summary
+        yield from self.fleet_gauges(snapshot(client, self.settings()))
+
+    @staticmethod
+    def fleet_gauges(snap: dict) -> Iterator[GaugeMetricFamily]:
+        workers = GaugeMetricFamily("asm_workers", "Worker slots, by state", labels=["state"])
+        for state in ("idle", "working", "stopped", "lost"):
+            workers.add_metric([state], sum(1 for w in snap["workers"] if w["state"] == state))
+        yield workers
+        yield GaugeMetricFamily("asm_queued_issues", "Issues waiting in the queue", value=len(snap["queued"]))
+        yield GaugeMetricFamily("asm_running_issues", "Issues being worked on", value=len(snap["running"]))
+        yield GaugeMetricFamily("asm_paused", "1 while the fleet takes no new issues", value=int(bool(snap["paused"])))
+        spend = snap["spend"]
+        today = GaugeMetricFamily("asm_spend_today_usd", "USD spent today (UTC), by scope", labels=["scope"])
+        today.add_metric(["fleet"], spend["fleet_today_usd"])
+        for repo, usd in spend["per_repo_today_usd"].items():
+            today.add_metric([repo], usd)
+        yield today
+        caps = GaugeMetricFamily("asm_spend_cap_usd", "The spend caps, USD", labels=["cap"])
+        for cap, usd in spend["caps_usd"].items():
+            caps.add_metric([cap], usd)
+        yield caps
+
+
+_installed: FleetCollector | None = None
+
+
+def install(settings: Callable[[], Settings], client: Callable[[], redis.Redis],
+            registry: CollectorRegistry = REGISTRY) -> FleetCollector:
+    """Register the collector once per process (Flower's /metrics serves the default registry)."""
+    global _installed
+    if _installed is None:
+        _installed = FleetCollector(settings, client)
+        registry.register(_installed)
+    return _installed

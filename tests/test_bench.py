@@ -1,0 +1,33 @@
+"""`asm bench` itself, small and fast: it runs the real fleet and reports numbers that add up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from asm.bench import BenchRow, render
+
+
+def test_bench_runs_the_fleet_and_reports_every_worker_count() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "asm.cli", "bench", "--workers", "1,2", "--issues", "2", "--model-latency", "0.05",
+         "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert [row["workers"] for row in report["rows"]] == [1, 2]
+    for row in report["rows"]:
+        assert row["pull_requests"] == row["issues"] == 2
+        assert row["model_calls_per_issue"] == 11
+        assert row["ideal_s"] == round(-(-2 // row["workers"]) * 11 * 0.05, 2)
+        assert 0 < row["efficiency"] <= 1.0
+        assert 0 < row["tool_seconds_per_issue"] < row["overhead_per_issue_s"] + row["ideal_s"]
+        assert 0 < row["github_requests_per_issue"] < 20
+        assert row["peak_worker_memory_mb"] > 10
+
+
+def test_the_table_has_the_guides_columns() -> None:
+    row = BenchRow(5, 10, 24.0, 22.0, 4.58, 0.917, 11, 0.9, 0.45, 10.6, 780.0, 10, {})
+    table = render([row], 1.0)
+    assert "| Workers | Duration | Ideal | Speedup | Efficiency |" in table
+    assert "| 5       |   24.00s | 22.0s |   4.58x |      91.7% |" in table

@@ -1,0 +1,102 @@
+"""The scan against the sandbox GitHub and a real Redis: what it queues, and what it costs in requests."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+
+import pytest
+import redis
+
+from asm.config import Settings
+from asm.deps import github_client
+from asm.github import GitHub
+from asm.keys import PAUSED, QUEUED, IssueRef
+from asm.locks import Claim
+from asm.sandbox.fleet import Sandbox
+from asm.scan import scan
+
+REPO = "acme/scan"
+
+
+@pytest.fixture
+def github(settings: Settings) -> GitHub:
+    return GitHub(github_client(settings), settings.ready_label)
+
+
+def run_scan(github: GitHub, settings: Settings, client: redis.Redis, stale_after: float = 600) -> list:
+    from asm.celery_app import app
+
+    return scan(github, client, app, (REPO,), settings.ready_label, stale_after)
+
+
+def make_pull_request(sandbox: Sandbox, title: str) -> int:
+    """A real PR (a pushed branch), labelled ready-for-dev, as GitHub lists it among the issues."""
+    path = sandbox.root / "pr-clone"
+    clone_url = f"file://{sandbox.root / 'github' / 'acme' / 'scan.git'}"
+    subprocess.run(["git", "clone", "-q", clone_url, str(path)], check=True)
+    (path / "NOTE.md").write_text("note\n")
+    for args in (["checkout", "-qb", "feature"], ["add", "-A"], ["commit", "-qm", "note"],
+                 ["push", "-q", "origin", "feature"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
+    pull = sandbox.github.create_pull(REPO, title, "", "feature", "main")
+    sandbox.github.add_labels(REPO, pull.number, ["ready-for-dev"])
+    return pull.number
+
+
+def test_the_scan_queues_ready_issues_once_and_skips_the_rest(sandbox: Sandbox, settings: Settings,
+                                                             github: GitHub, redis_client: redis.Redis) -> None:
+    sandbox.create_repo(REPO)
+    ready = [sandbox.add_issue(REPO, f"ready {n}") for n in range(3)]
+    sandbox.add_issue(REPO, "not labelled", labels=())
+    closed = sandbox.add_issue(REPO, "closed")
+    sandbox.github.close_issue(REPO, closed)
+    reviewing = sandbox.add_issue(REPO, "in review", labels=("in-review",))
+    pull = make_pull_request(sandbox, "a pull request")
+    found = run_scan(github, settings, redis_client)
+    assert sorted(item.issue.number for item in found if item.task_id) == sorted(ready)
+    assert not {pull, closed, reviewing} & {item.issue.number for item in found}
+    assert redis_client.llen("celery") == 3
+    again = run_scan(github, settings, redis_client)
+    assert [item.task_id for item in again] == [None, None, None]
+    assert redis_client.llen("celery") == 3
+
+
+def test_an_orphaned_in_progress_issue_is_queued_again_but_a_live_one_is_not(
+        sandbox: Sandbox, settings: Settings, github: GitHub, redis_client: redis.Redis) -> None:
+    sandbox.create_repo(REPO)
+    orphan = sandbox.add_issue(REPO, "its worker died", labels=("in-progress",))
+    alive = sandbox.add_issue(REPO, "its worker is on it", labels=("in-progress",))
+    Claim(redis_client, IssueRef(REPO, alive), ttl=60, holder="w-1").acquire()
+    found = run_scan(github, settings, redis_client)
+    assert [(item.issue.number, item.why) for item in found] == [(orphan, "orphaned")]
+
+
+def test_a_stale_queue_marker_is_queued_again(sandbox: Sandbox, settings: Settings, github: GitHub,
+                                             redis_client: redis.Redis) -> None:
+    sandbox.create_repo(REPO)
+    number = sandbox.add_issue(REPO, "its message was lost")
+    redis_client.hset(QUEUED, f"{REPO}#{number}", '{"task_id": "lost", "queued_at": 0, "by": "scan"}')
+    assert [item.task_id for item in run_scan(github, settings, redis_client, stale_after=600)][0] is not None
+
+
+def test_nothing_is_queued_while_the_fleet_is_paused(sandbox: Sandbox, settings: Settings, github: GitHub,
+                                                    redis_client: redis.Redis) -> None:
+    sandbox.create_repo(REPO)
+    sandbox.add_issue(REPO, "ready")
+    redis_client.set(PAUSED, "the model account is out of credit")
+    assert run_scan(github, settings, redis_client) == []
+    assert redis_client.llen("celery") == 0
+
+
+def test_the_scan_costs_requests_by_pages_not_by_issues(sandbox: Sandbox, settings: Settings, github: GitHub,
+                                                       redis_client: redis.Redis) -> None:
+    sandbox.create_repo(REPO)
+    count = 230
+    for n in range(count):
+        sandbox.add_issue(REPO, f"issue {n}")
+    sandbox.github.reset_requests()
+    found = run_scan(github, settings, redis_client)
+    assert sum(1 for item in found if item.task_id) == count
+    # every page of ready issues (100 a page), plus one page of in-progress ones; nothing per issue
+    assert sandbox.github.request_count == math.ceil(count / 100) + 1, sandbox.github.requests
