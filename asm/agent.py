@@ -34,10 +34,13 @@ class Meter(Protocol):
     def call_failed(self) -> None:
         """The call raised and was not billed."""
 
+    def check(self) -> None:
+        """Raise when the run must stop (deadline, claim), without reserving anything."""
+
 
 class Completer(Protocol):
     def create(self, *, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, Any]],
-               tools: Sequence[dict[str, Any]]) -> Message: ...
+               tools: Sequence[dict[str, Any]], checkpoint: Callable[[], None]) -> Message: ...
 
 
 Tool = Callable[[Mapping[str, Any]], ToolResult]
@@ -95,14 +98,17 @@ class Agent:
                            "messages": with_rolling_cache_point(messages), "tools": with_cache_point(definitions)}
                 self.meter.before_call(len(json.dumps(request, default=str)), MAX_TOKENS)
                 try:
-                    reply = self.model.create(**request)
+                    reply = self.model.create(**request, checkpoint=self.meter.check)
                 except BaseException:
                     self.meter.call_failed()
                     raise
                 turn_usage = Usage.from_api(reply.usage)
                 self.meter.charge(turn_usage)  # billed already, whatever the reply turns out to hold
                 usage += turn_usage
-                messages.append({"role": "assistant", "content": [as_param(block) for block in reply.content]})
+                # The API refuses an empty assistant turn in the history; a reply with nothing in it
+                # (it happens) is kept as a placeholder text.
+                content = [as_param(block) for block in reply.content] or [{"type": "text", "text": "(no reply)"}]
+                messages.append({"role": "assistant", "content": content})
                 uses = [block for block in reply.content if block.type == "tool_use"]
                 if not uses:
                     required = [name for name, tool in finals.items() if tool.required]

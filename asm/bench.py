@@ -23,7 +23,7 @@ from typing import TextIO
 from asm.config import load_settings
 from asm.deps import github_client, redis_client
 from asm.github import GitHub
-from asm.sandbox.fleet import Sandbox, wait_for
+from asm.sandbox.fleet import Sandbox, consuming, wait_for
 from asm.status import read_history, read_workers
 
 WORKER_START_TIMEOUT = 60.0
@@ -104,13 +104,13 @@ def measure(box: Sandbox, workers: int, issues: int, latency: float) -> BenchRow
     name = f"bench{workers}"
     worker = box.start_worker(workers, name=name)
     ready = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= workers
-    if not wait_for(ready, WORKER_START_TIMEOUT):
+    if not (wait_for(ready, WORKER_START_TIMEOUT) and consuming(app, name, WORKER_START_TIMEOUT)):
         raise RuntimeError(f"the worker did not start:\n{worker.log()[-2000:]}")
     github = GitHub(github_client(settings), settings.ready_label)
     requests_before, calls_before = box.github.request_count, box.model.calls
     with PeakMemory(worker.process.pid) as memory:
         started = time.monotonic()
-        scan(github, client, app, (repo,), settings.ready_label, settings.task_time_limit)
+        scan(github, client, app, (repo,), settings.ready_label, settings.task_time_limit)  # all queued
         done = wait_for(lambda: box.settled(repo, numbers), timeout=120 + issues * 60 * max(latency, 0.2),
                         interval=0.1)
         duration = time.monotonic() - started

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 import time
@@ -17,8 +18,12 @@ from typing import NoReturn
 import redis
 import requests
 
-from asm.config import Settings, load_settings, require
+from asm.config import Settings, load_settings, require, without_password
 from asm.errors import AsmError, BadInput, ConfigError
+
+
+class Refused(AsmError):
+    """The command is understood, but the fleet's state says no (paused, resting)."""
 from asm.keys import PAUSED, IssueRef
 
 
@@ -45,7 +50,7 @@ def _redis(settings: Settings) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as problem:
-        raise ConnectionError(f"cannot reach Redis at {settings.redis_url} ({problem})") from None
+        raise ConnectionError(f"cannot reach Redis at {without_password(settings.redis_url)} ({problem})") from None
     return client
 
 
@@ -80,9 +85,13 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
     from asm.celery_app import app
     from asm.github import IN_PROGRESS, IN_REVIEW
     from asm.queue import enqueue, in_hand
+    from asm.scan import hold_reason
 
     if IN_REVIEW in info.labels:
         raise BadInput(f"{issue} is already in review (labelled {IN_REVIEW})")
+    held = hold_reason(client)
+    if held:
+        raise Refused(f"nothing queued: {held}")
     task_id = None
     if not in_hand(client, issue, settings.task_time_limit):
         # The worker takes only issues labelled ready (or orphaned in-progress ones): label it so.
@@ -105,13 +114,20 @@ def cmd_scan(options: argparse.Namespace) -> int:
     from asm.celery_app import app
     from asm.scan import scan
 
-    found = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit)
-    for item in found:
+    for repo in settings.repos:  # every repository must exist before anything is queued
+        github.repo(repo)
+    report = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit)
+    if report.held:
+        raise Refused(f"nothing queued: {report.held}")
+    for item in report.found:
         verb = f"queued as {item.task_id}" if item.task_id else "already queued or running"
         print(f"{item.issue} {verb} ({item.why}): {item.title}")
-    queued = sum(1 for item in found if item.task_id)
-    print(f"{queued} queued, {len(found) - queued} already in hand, {len(settings.repos)} repositories scanned")
-    return 0
+    queued = sum(1 for item in report.found if item.task_id)
+    print(f"{queued} queued, {len(report.found) - queued} already in hand, "
+          f"{len(settings.repos) - len(report.failed)} of {len(settings.repos)} repositories scanned")
+    for repo, why in report.failed.items():
+        print(f"asm scan: {repo}: {why}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def cmd_status(options: argparse.Namespace) -> int:
@@ -189,6 +205,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _refresh_seconds(text: str) -> float:
+    value = _non_negative_float(text)
+    if value < 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r} is too often; refresh every 0.5 seconds or more")
+    return value
+
+
 def _worker_counts(text: str) -> list[int]:
     counts = [part.strip() for part in text.split(",")]
     if not all(re.fullmatch(r"[0-9]+", c) and int(c) >= 1 for c in counts):
@@ -209,7 +232,7 @@ def build_parser() -> Parser:
 
     status = commands.add_parser("status", help="workers, queued and running issues, spend")
     status.add_argument("--json", action="store_true", help="machine-readable")
-    status.add_argument("--watch", type=_non_negative_float, nargs="?", const=2.0, default=None,
+    status.add_argument("--watch", type=_refresh_seconds, nargs="?", const=2.0, default=None,
                         metavar="SECONDS", help="refresh every SECONDS (default 2)")
     status.set_defaults(run=cmd_status)
 
@@ -237,6 +260,10 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
+    # The commands say what happened themselves, in one line each; asm's log lines are for workers.
+    quiet = logging.getLogger("asm")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     run: Callable[[argparse.Namespace], int] = options.run
     try:
         return run(options)

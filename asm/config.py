@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from asm.cost import Price, parse_prices, price_for
 from asm.errors import ConfigError
@@ -34,12 +36,14 @@ class Settings:
     """Model access (ANTHROPIC_API_KEY); the SDK reads it and ANTHROPIC_BASE_URL itself."""
     anthropic_base_url: str = ""
     """Messages API base when not Anthropic's own (ANTHROPIC_BASE_URL)."""
-    model: str = "claude-sonnet-4-6"
+    model: str = "claude-sonnet-5-5"
     """Model for every role (ASM_MODEL)."""
     prices: Mapping[str, Price] = field(default_factory=dict)
     """Price overrides, USD per MTok: `model=input,output,cache_write,cache_read;...` (ASM_PRICES)."""
     github_write_interval: float = 1.0
     """Seconds between two writes to GitHub from one process, as GitHub asks (ASM_GITHUB_WRITE_INTERVAL)."""
+    tool_user: str = ""
+    """Run the agents' tool commands as this OS user, not the worker's (ASM_TOOL_USER; needs root)."""
     workspace_dir: Path = Path("./parallel_workspace")
     """Where workspaces live, per worker and issue (ASM_WORKSPACE_DIR)."""
     ready_label: str = "ready-for-dev"
@@ -76,8 +80,9 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The secret values in play, for redaction."""
-        return tuple(s for s in (self.github_token, self.anthropic_api_key) if s)
+        """The secret values in play, for redaction (a password in ASM_REDIS_URL included)."""
+        redis_password = urlsplit(self.redis_url).password or ""
+        return tuple(s for s in (self.github_token, self.anthropic_api_key, redis_password) if s)
 
 
 def _text(value: str) -> str:
@@ -145,6 +150,13 @@ def _redis_url(value: str) -> str:
     url = value.strip()
     if not re.match(r"^(redis|rediss|unix)://", url):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("names no host")
     return url
 
 
@@ -153,6 +165,17 @@ def _log_level(value: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level
+
+
+def _tool_user(value: str) -> str:
+    user = value.strip()
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise ValueError("is not a user on this machine") from None
+    if os.geteuid() != 0:
+        raise ValueError("needs the worker to run as root, to start tool commands as another user")
+    return user
 
 
 def _label(value: str) -> str:
@@ -173,6 +196,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "ASM_MODEL": ("model", _label),
     "ASM_PRICES": ("prices", parse_prices),
     "ASM_GITHUB_WRITE_INTERVAL": ("github_write_interval", _non_negative_float),
+    "ASM_TOOL_USER": ("tool_user", _tool_user),
     "ASM_WORKSPACE_DIR": ("workspace_dir", lambda v: Path(v.strip())),
     "ASM_READY_LABEL": ("ready_label", _label),
     "ASM_SCAN_INTERVAL": ("scan_interval", _positive_float),
@@ -191,12 +215,21 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
 assert {f for f, _ in _VARIABLES.values()} | {"redis_url_given"} == {f.name for f in fields(Settings)}
 
 
+def without_password(url: str) -> str:
+    """A URL fit for a message: user and password replaced by ***."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
     """KEY=VALUE lines of a .env file; comments, blanks and `export ` prefixes allowed."""
     if not path.is_file():
         return {}
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as problem:
+        raise ConfigError(f"{path}: cannot be read ({problem.__class__.__name__})") from None
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -223,7 +256,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         try:
             values[field_name] = parse(raw)
         except ValueError as error:
-            raise ConfigError(f"{variable}={raw!r}: {error}") from None
+            raise ConfigError(f"{variable}={without_password(raw)!r}: {error}") from None
         except ConfigError:
             raise
     values["redis_url_given"] = "redis_url" in values

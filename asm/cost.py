@@ -20,11 +20,15 @@ class Price:
     cache_read: float
 
 
-# Anthropic's list prices (USD per MTok). Cache writes are the 5-minute tier (1.25x input),
-# which is what asm asks for; cache reads are 0.1x input.
+# Anthropic's list prices (USD per MTok), from its pricing and model pages. Cache writes are the
+# 5-minute tier (what asm asks for). Check them against claude.com/pricing; ASM_PRICES overrides.
 PRICES: dict[str, Price] = {
+    "claude-fable-5-2": Price(8.0, 40.0, 10.0, 0.80),
+    "claude-fable-5-1": Price(10.0, 50.0, 12.50, 0.25),
+    "claude-mythos-5-1": Price(10.0, 50.0, 12.50, 0.25),
     "claude-fable-5": Price(10.0, 50.0, 12.50, 1.00),
     "claude-mythos-5": Price(10.0, 50.0, 12.50, 1.00),
+    "claude-opus-5-5": Price(4.0, 20.0, 5.0, 0.40),
     "claude-opus-5": Price(5.0, 25.0, 6.25, 0.50),
     "claude-opus-4-8": Price(5.0, 25.0, 6.25, 0.50),
     "claude-opus-4-7": Price(5.0, 25.0, 6.25, 0.50),
@@ -32,6 +36,8 @@ PRICES: dict[str, Price] = {
     "claude-opus-4-5": Price(5.0, 25.0, 6.25, 0.50),
     "claude-opus-4-1": Price(15.0, 75.0, 18.75, 1.50),
     "claude-opus-4": Price(15.0, 75.0, 18.75, 1.50),
+    "claude-sonnet-5-5": Price(2.0, 10.0, 2.50, 0.20),
+    "claude-sonnet-5": Price(2.0, 10.0, 2.50, 0.20),
     "claude-sonnet-4-6": Price(3.0, 15.0, 3.75, 0.30),
     "claude-sonnet-4-5": Price(3.0, 15.0, 3.75, 0.30),
     "claude-sonnet-4": Price(3.0, 15.0, 3.75, 0.30),

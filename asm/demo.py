@@ -14,7 +14,7 @@ from asm.dashboard import render, snapshot
 from asm.deps import redis_client
 from asm.github import IN_REVIEW
 from asm.report import duration_text
-from asm.sandbox.fleet import Sandbox, wait_for
+from asm.sandbox.fleet import Sandbox, consuming, wait_for
 from asm.status import paused_reason, read_history, read_workers
 
 WORKER_START_TIMEOUT = 60.0
@@ -36,11 +36,12 @@ def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout
         print(f"{repo}: {issues} issues labelled ready-for-dev; starting `celery -A asm worker -c {workers}`",
               file=out)
         worker = box.start_worker(workers, name="demo")
-        if not wait_for(lambda: len(read_workers(client)) >= workers, WORKER_START_TIMEOUT):
+        from asm.celery_app import app
+
+        if not (wait_for(lambda: len(read_workers(client)) >= workers, WORKER_START_TIMEOUT)
+                and consuming(app, "demo", WORKER_START_TIMEOUT)):
             print(f"asm demo: the worker did not start; its log:\n{worker.log()[-3000:]}", file=sys.stderr)
             return 1
-
-        from asm.celery_app import app
         from asm.deps import github_client
         from asm.github import GitHub
         from asm.scan import scan
@@ -48,7 +49,7 @@ def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout
         started = time.monotonic()
         found = scan(GitHub(github_client(settings), settings.ready_label), client, app, settings.repos,
                      settings.ready_label, settings.task_time_limit)
-        print(f"scan queued {sum(1 for f in found if f.task_id)} issues", file=out)
+        print(f"scan queued {sum(1 for f in found.found if f.task_id)} issues", file=out)
         live = out.isatty()
         last_table = 0.0
 

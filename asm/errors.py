@@ -43,8 +43,12 @@ class ModelUnavailable(AsmError):
     """The model kept answering with transient errors (429, 529, 5xx) after every retry."""
 
 
-class CreditExhausted(AsmError):
-    """The model account has no credit left: the whole fleet must pause."""
+class FleetPaused(AsmError):
+    """The model account cannot be used (no credit, key refused, model unknown): the whole fleet must pause."""
+
+
+class CreditExhausted(FleetPaused):
+    """The model account has no credit left."""
 
 
 class WorkspaceError(AsmError):

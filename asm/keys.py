@@ -16,6 +16,8 @@ RUNNING = PREFIX + "running"  # hash: issue key -> JSON {worker, stage, revision
 HISTORY = PREFIX + "history"  # list of JSON records of finished runs, newest first
 METRICS = PREFIX + "metrics"  # hash: Prometheus series "name|label=value" -> number
 PAUSED = PREFIX + "paused"  # string: why the fleet takes no new issues, while set
+MODEL_RESTING = PREFIX + "model-unavailable"  # string with a TTL: the model API is down, wait until it expires
+MODEL_OUTAGES = PREFIX + "model-outages"  # counter: outages in a row, for the backoff between them
 
 
 @dataclass(frozen=True, order=True)
@@ -84,6 +86,11 @@ def approved_key(issue: IssueRef) -> str:
 def attempts_key(issue: IssueRef) -> str:
     """How many runs of the issue started without reaching an end; a crash loop stops at a limit."""
     return f"{PREFIX}attempts:{issue.key}"
+
+
+def told_key(issue: IssueRef, what: str) -> str:
+    """Set while a comment about `what` was made lately, so a repeating condition is said once."""
+    return f"{PREFIX}told:{what}:{issue.key}"
 
 
 def utc_day(moment: datetime | None = None) -> str:

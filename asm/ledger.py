@@ -20,16 +20,18 @@ import redis
 from asm.config import Settings
 from asm.cost import Price, Usage, money
 from asm.errors import BudgetExceeded
-from asm.keys import (METRICS, IssueRef, fleet_day_spend_key, repo_day_spend_key, reservations_key, utc_day,
+from asm.keys import (METRICS, MODEL_OUTAGES, IssueRef, fleet_day_spend_key, repo_day_spend_key, reservations_key, utc_day,
                       worker_key)
 from asm.metrics import field
 
 DAY_KEYS_TTL = 3 * 24 * 3600
 LEDGER_TTL = 30 * 24 * 3600
-# A reservation older than this belongs to a call whose worker died; it no longer counts.
-RESERVATION_STALE_SECONDS = 900
-# Code runs about 3.5 characters a token; 3 over-counts on purpose, since this bounds a cap.
-CHARACTERS_PER_TOKEN = 3
+# A reservation older than this belongs to a call whose worker died; it no longer counts. One call,
+# retries and backoffs included, stays well inside it.
+RESERVATION_STALE_SECONDS = 3600
+# Code runs about 3.5 characters a token, and newer tokenizers count more tokens for the same text;
+# 2 over-counts on purpose, since this bounds a cap.
+CHARACTERS_PER_TOKEN = 2
 
 _CHARGE = """
 local ledger, worker, repo_day, fleet_day, reservations = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -53,6 +55,7 @@ redis.call('HINCRBYFLOAT', metrics, ARGV[11], ARGV[1])
 redis.call('HINCRBYFLOAT', metrics, ARGV[12], ARGV[2])
 redis.call('HINCRBYFLOAT', metrics, ARGV[13], ARGV[3])
 redis.call('HINCRBYFLOAT', metrics, ARGV[14], ARGV[4])
+redis.call('DEL', KEYS[7])  -- a billed reply ends any run of model outages
 return total
 """
 
@@ -143,7 +146,7 @@ class Ledger:
     def reserve(self, issue: IssueRef, amount: float, caps: Caps) -> str:
         """Hold `amount` for one call; BudgetExceeded (naming the cap) when any cap would not hold."""
         day = utc_day()
-        token = secrets.token_hex(8)
+        token = f"{day}/{secrets.token_hex(8)}"  # the day it counts against, whenever it is settled
         verdict, spent, cap = (part.decode() if isinstance(part, bytes) else part for part in self._reserve(
             keys=[issue.ledger_key, repo_day_spend_key(issue.repo, day), fleet_day_spend_key(day),
                   reservations_key(day)],
@@ -165,14 +168,16 @@ class Ledger:
 
     def release(self, reservation: str) -> None:
         """Drop a reservation whose call was never billed (it failed)."""
-        self.client.hdel(reservations_key(utc_day()), reservation)
+        self.client.hdel(reservations_key(reservation.split("/", 1)[0]), reservation)
 
     def charge(self, issue: IssueRef, worker: str, usage: Usage, reservation: str = "") -> float:
         """Record one call's usage everywhere it counts, drop its reservation; the issue's new total USD."""
-        day = utc_day()
+        # Charged to the day the call was reserved on: that day's caps made room for it, even when
+        # the reply arrives after midnight.
+        day = reservation.split("/", 1)[0] if reservation else utc_day()
         total = self._charge(
             keys=[issue.ledger_key, worker_key(worker), repo_day_spend_key(issue.repo, day),
-                  fleet_day_spend_key(day), reservations_key(day), METRICS],
+                  fleet_day_spend_key(day), reservations_key(day), METRICS, MODEL_OUTAGES],
             args=[usage.input_tokens, usage.output_tokens, usage.cache_write_tokens, usage.cache_read_tokens,
                   repr(usage.cost(self.price)), repr(usage.saved_by_cache(self.price)), LEDGER_TTL,
                   DAY_KEYS_TTL, reservation, field("asm_spend_usd_total", repo=issue.repo),
@@ -214,9 +219,12 @@ class IssueMeter:
         self.on_charge = on_charge
         self.reservation = ""
 
-    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
+    def check(self) -> None:
         for check in self.checks:
             check()
+
+    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
+        self.check()
         worst = self.ledger.worst_case(prompt_characters, max_output_tokens)
         self.reservation = self.ledger.reserve(self.issue, worst, self.caps)
 

@@ -14,6 +14,9 @@ from asm.errors import AlreadyClaimed, ClaimLost
 from asm.keys import IssueRef
 
 log = logging.getLogger(__name__)
+# The lease counts as ours only for this fraction of the TTL after a renewal began: the rest is the
+# margin for clocks, and for what a caller does between check() and its next step.
+SAFE_FRACTION = 0.8
 
 # Renew only if the key still holds our token. A key that vanished (Redis restarted without
 # persistence) is taken back with NX, so a restart alone does not cost a running workflow its issue.
@@ -42,6 +45,7 @@ class Claim:
         self.ttl_ms = max(int(ttl * 1000), 3000)
         self.token = f"{holder}:{secrets.token_hex(8)}"
         self.lost = threading.Event()
+        self.renewed_at = time.monotonic()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._renew = client.register_script(_RENEW)
@@ -65,11 +69,18 @@ class Claim:
         return value.decode() if isinstance(value, bytes) else value
 
     def check(self) -> None:
-        """Raise ClaimLost if the lease slipped away; call before anything irreversible."""
+        """Raise ClaimLost unless the lease is surely still ours; call before anything irreversible.
+
+        Surely: renewed less than the TTL ago, minus a margin for the time this check takes to act
+        on. A renewal stuck on a slow Redis, or a process that was paused, fails this by itself.
+        """
         if self.lost.is_set():
             raise ClaimLost(f"the claim on {self.issue} was lost")
+        if time.monotonic() - self.renewed_at > self.ttl_ms / 1000 * SAFE_FRACTION:
+            raise ClaimLost(f"the claim on {self.issue} was not renewed in time")
 
     def __enter__(self) -> Claim:
+        self.renewed_at = time.monotonic()
         if not self.acquire():
             raise AlreadyClaimed(f"{self.issue} is claimed by {self.holder() or 'another worker'}")
         self._renewer = threading.Thread(target=self._keep_alive, name=f"claim {self.issue}", daemon=True)
@@ -94,11 +105,12 @@ class Claim:
         last_renewed = time.monotonic()
         while not self._stop.wait(interval):
             try:
+                started = time.monotonic()
                 if not self.renew():
                     log.error("claim on %s was taken over", self.issue)
                     self.lost.set()
                     return
-                last_renewed = time.monotonic()
+                last_renewed = self.renewed_at = started
             except redis.RedisError as problem:
                 log.warning("could not renew the claim on %s: %s", self.issue, problem)
                 if time.monotonic() - last_renewed > self.ttl_ms / 1000:

@@ -10,7 +10,7 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
-from asm.errors import AsmError, CreditExhausted, ModelUnavailable
+from asm.errors import AsmError, CreditExhausted, FleetPaused, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,16 @@ class ModelClient:
         self.retries = 0
 
     def create(self, *, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, Any]],
-               tools: Sequence[dict[str, Any]]) -> Message:
-        """One reply; transient errors retried with doubling backoff, honouring Retry-After."""
+               tools: Sequence[dict[str, Any]], checkpoint: Callable[[], None] = lambda: None) -> Message:
+        """One reply; transient errors retried with doubling backoff, honouring Retry-After.
+
+        `checkpoint` runs before each retry: a run past its deadline or its claim stops there,
+        instead of retrying what may have been its own interruption.
+        """
         delay = self.backoff_seconds
         for attempt in range(self.max_retries + 1):
+            if attempt:
+                checkpoint()
             try:
                 return self.client.messages.create(
                     model=self.model,
@@ -80,7 +86,11 @@ class ModelClient:
                 self.sleep(wait)
                 delay *= 2
             except anthropic.AuthenticationError:
-                raise CreditExhausted("the model API refused ANTHROPIC_API_KEY") from None
+                raise FleetPaused("the model API refused ANTHROPIC_API_KEY") from None
+            except (anthropic.PermissionDeniedError, anthropic.NotFoundError) as error:
+                # Every issue would meet the same answer: it is the account or ASM_MODEL, not this issue.
+                raise FleetPaused(f"the model API refused the account or ASM_MODEL={self.model} "
+                                  f"({describe(error)}: {error.message})") from None
             except anthropic.APIStatusError as error:
                 if is_credit_problem(error):
                     raise CreditExhausted(f"the model account is out of credit: {error.message}") from None

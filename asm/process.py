@@ -2,6 +2,8 @@
 
 Order matters for exactly-once: every label that ends a run is set while the claim is still
 held, so an issue labelled `in-progress` with no claim can only be an orphan of a dead run.
+Each ending comments first and labels last: the label says the run is over, so an interruption
+in between leaves an orphan that is re-run, never an end label without its reason.
 """
 
 from __future__ import annotations
@@ -12,20 +14,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from asm.board import FINAL_LABELS, Board
 from asm.deps import Deps
-from asm.errors import (AlreadyClaimed, AsmError, BudgetExceeded, ClaimLost, CreditExhausted,
-                        ModelUnavailable, TimeLimitReached, TurnLimitReached)
+from asm.errors import (AlreadyClaimed, AsmError, BudgetExceeded, ClaimLost, FleetPaused, ModelUnavailable,
+                        TimeLimitReached, TurnLimitReached)
 from asm.github import AI_FAILED, IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION, IssueInfo, PullInfo, RepoInfo
-from asm.keys import PAUSED, IssueRef, approved_key, attempts_key
+from asm.keys import MODEL_OUTAGES, MODEL_RESTING, PAUSED, IssueRef, approved_key, attempts_key, told_key
 from asm.ledger import Caps, IssueMeter
 from asm.locks import Claim
-from asm.queue import forget
-from asm.report import RunFacts, comment, pull_body, redact
-from asm.status import WorkerStatus, paused_reason
 from asm.model import MAX_TOKENS
+from asm.queue import forget
+from asm.report import RunFacts, pull_body, redact
 from asm.roles import TEAM
+from asm.status import WorkerStatus, paused_reason
 from asm.team import Team
-from asm.tools import Workspace
+from asm.tools import Workspace, tool_identity
 from asm.workflow import Outcome, Step, run_workflow
 from asm.workspace import Checkout, Pending
 
@@ -35,7 +38,10 @@ APPROVED_TTL = 7 * 24 * 3600
 # Runs that die without an ending (killed, hard time limit) are re-queued by the scan; this many in a
 # row means something kills every attempt, and a person must look.
 MAX_ATTEMPTS = 3
-FINAL_LABELS = (IN_REVIEW, NEEDS_CLARIFICATION, AI_FAILED)
+# After the model API failed every retry, the whole fleet waits before trying it again: this long
+# at first, doubling with each outage in a row, up to MODEL_REST_MAX_SECONDS.
+MODEL_REST_MAX_SECONDS = 900.0
+TOLD_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class Result:
     """How a delivery of `asm.process_issue` ended, in one line, and whether to queue it again later."""
 
     summary: str
-    outcome: str  # in-review, needs-clarification, ai-failed, given-back, skipped, paused, capped, claim-lost
+    outcome: str  # in-review, needs-clarification, ai-failed, given-back, skipped, paused, deferred, capped...
     completed: bool = False
     requeue_after: float | None = None
 
@@ -77,6 +83,10 @@ def _deliver(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report,
     reason = paused_reason(deps.redis)
     if reason:
         return Result(f"{issue}: not started, the fleet is paused ({reason})", "paused")
+    resting = deps.redis.ttl(MODEL_RESTING)
+    if resting > 0:
+        return Result(f"{issue}: not started, the model API is resting for {resting}s after an outage",
+                      "deferred", requeue_after=resting + 1)
     try:
         with Claim(deps.redis, issue, deps.settings.claim_ttl, status.worker) as claim:
             return IssueRun(deps, status, issue, claim, report, time_up).run()
@@ -93,6 +103,7 @@ class IssueRun:
     def __init__(self, deps: Deps, status: WorkerStatus, issue: IssueRef, claim: Claim, report: Report,
                  time_up: tuple[type[BaseException], ...]) -> None:
         self.deps = deps
+        self.settings = deps.settings
         self.github = deps.github
         self.status = status
         self.issue = issue
@@ -100,21 +111,23 @@ class IssueRun:
         self.report = report
         self.time_up = time_up
         self.started = time.monotonic()
+        self.caps = Caps.from_settings(deps.settings, roles=len(TEAM))
         self.revision = 0
         self.stage = "claimed"
         self.stage_started = self.started
         self.stage_seconds: dict[str, float] = {}
         self.crew: Team | None = None
-        self.caps = Caps.from_settings(deps.settings, roles=len(TEAM))
         self.spent = 0.0
-        self.labels: frozenset[str] = frozenset()
+        self.pushed = False
         self.issue_title = ""
+        self.board = Board(deps.github, claim, issue, deps.settings.ready_label, frozenset(),
+                           deps.settings.secrets, self.facts, lambda: f"[{status.worker}] {self.stage}")
 
     # -- the run ------------------------------------------------------------------------------
 
     def run(self) -> Result:
         info = self.github.issue(self.issue)
-        self.labels = info.labels
+        self.board.labels = info.labels
         self.issue_title = info.title
         skip = self.why_skip(info)
         if skip:
@@ -124,7 +137,7 @@ class IssueRun:
         if capped:
             # Nothing is spent and nothing fails: the issue waits, ready, for the next UTC day.
             if IN_PROGRESS in info.labels:
-                self.set_label(self.deps.settings.ready_label)
+                self.board.set_label(self.settings.ready_label)
             return Result(f"{self.issue}: not started, {capped}", "capped")
         self.github.ensure_labels(self.issue.repo)
         if IN_PROGRESS in info.labels:  # an earlier attempt died; it may have opened the PR already
@@ -144,55 +157,59 @@ class IssueRun:
                                  self.deps.ledger.spend(self.issue).usd, timings)
 
     def why_skip(self, info: IssueInfo) -> str | None:
-        ready = self.deps.settings.ready_label
         if info.is_pull:
             return "it is a pull request"
         if info.state != "open":
             return "it is closed"
-        if ready not in info.labels and IN_PROGRESS not in info.labels:
-            done = sorted(info.labels & set(FINAL_LABELS))
-            return f"already {done[0]}" if done else f"not labelled {ready}"
+        done = sorted(info.labels & set(FINAL_LABELS))
+        if done and self.settings.ready_label not in info.labels:
+            if IN_PROGRESS in info.labels:  # an ending whose last label change was cut short
+                self.board.drop_label(IN_PROGRESS)
+            return f"already {done[0]}"
+        if not {self.settings.ready_label, IN_PROGRESS} & info.labels:
+            return f"not labelled {self.settings.ready_label}"
         return None
 
     def work(self, info: IssueInfo) -> Result:
         repo = self.github.repo(self.issue.repo)
         resumed = IN_PROGRESS in info.labels
-        self.set_label(IN_PROGRESS)
+        self.board.set_label(IN_PROGRESS)
+        pull = self.saved_pull(repo)
+        if pull is not None:  # approved and pushed before an interruption: only the PR was missing
+            return self.in_review(pull)
         attempt = self.deps.redis.incr(attempts_key(self.issue))
         self.deps.redis.expire(attempts_key(self.issue), APPROVED_TTL)
         if attempt > MAX_ATTEMPTS:
             return self.fail(f"gave up after {MAX_ATTEMPTS} attempts that stopped without finishing.",
                              "Each one was interrupted (a worker killed, or the hard time limit). Label the issue "
-                             f"`{self.deps.settings.ready_label}` to try again once the cause is fixed.")
-        pull = self.saved_pull(repo)
-        if pull is not None:
-            return self.in_review(pull)
+                             f"`{self.settings.ready_label}` to try again once the cause is fixed.")
         self.spent = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
-        self.say(("resumed the interrupted run" if resumed else "picked up this issue")
-                 + ": Architect → Security → Tester → Product Owner.")
-        pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
+        self.board.say(("resumed the interrupted run" if resumed else "picked up this issue")
+                       + ": Architect → Security → Tester → Product Owner.")
+        pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch,
+                                             tool_identity(self.settings.tool_user))
         try:
             self.crew = self.team(info, pending)
-            outcome = run_workflow(self.crew.perform, self.deps.settings.max_revisions, self.on_step)
-            return self.conclude(outcome, pending.wait(), repo)
+            outcome = run_workflow(self.crew.perform, self.settings.max_revisions, self.on_step)
+            ending = self.conclude(outcome, pending.wait(), repo)
         except BudgetExceeded as stop:
             return self.fail("stopped at a spend cap; nothing was pushed.",
-                             f"{stop}.\n\nRaise the cap, then label the issue `{self.deps.settings.ready_label}` "
+                             f"{stop}.\n\nRaise the cap, then label the issue `{self.settings.ready_label}` "
                              "again to retry (the spend so far stays counted).")
         except TurnLimitReached as stop:
             return self.fail("gave up: a role ran out of turns.", f"{stop} (ASM_MAX_TURNS).")
         except ModelUnavailable as busy:
-            return self.give_back(f"the model API is unavailable right now ({busy}); will retry later.",
-                                  requeue_after=self.deps.settings.retry_backoff_seconds * 8)
-        except CreditExhausted as broke:
-            self.deps.redis.set(PAUSED, str(broke))
-            log.error("fleet paused: %s", broke)
-            return self.give_back(None, requeue_after=None, note=f"fleet paused: {broke}")
+            return self.rest_model(busy)
+        except FleetPaused as stop:
+            self.deps.redis.set(PAUSED, str(stop))
+            log.error("fleet paused: %s", stop)
+            return self.give_back(None, f"fleet paused: {stop}")
         except ClaimLost:
             raise
         except (TimeLimitReached, *self.time_up):
-            return self.fail("stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT); nothing was pushed.",
-                             f"It ran for {self.elapsed():.0f}s. Label the issue `{self.deps.settings.ready_label}` "
+            pushed = "the branch was pushed, no pull request opened" if self.pushed else "nothing was pushed"
+            return self.fail(f"stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT); {pushed}.",
+                             f"It ran for {self.elapsed():.0f}s. Label the issue `{self.settings.ready_label}` "
                              "to try again.")
         except AsmError as problem:
             return self.fail("could not finish this issue.", str(problem))
@@ -202,24 +219,27 @@ class IssueRun:
                              f"`{type(bug).__name__}` inside asm; the worker's log has the details.")
         finally:
             self.deps.workspaces.remove(pending)
+        # Outside the handlers above: once the PR is open, a failure to label must not turn into
+        # `ai-failed` next to an open PR. It escapes, the issue stays in-progress, and the next run
+        # finds the PR and finishes the labels.
+        return self.in_review(ending) if isinstance(ending, PullInfo) else ending
 
     def team(self, info: IssueInfo, pending: Pending) -> Team:
-        settings = self.deps.settings
         meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, self.caps,
                            checks=(self.claim.check, self.check_time), on_charge=self.charged)
         context = {"repo": self.issue.repo, "root": str(pending.path), "branch": self.issue.branch,
                    "issue_key": self.issue.key, "title": info.title, "body": info.body or "(no description)"}
-        transcripts = settings.workspace_dir / ".transcripts" / self.issue.workspace_name
-        workspace = Workspace(pending.path, pending.home, ready=pending.wait)
-        return Team(self.deps.model, meter, workspace, context, settings.max_turns, transcripts)
+        transcripts = self.settings.workspace_dir / ".transcripts" / self.issue.workspace_name
+        workspace = Workspace(pending.path, pending.home, ready=pending.wait,
+                              owner=tool_identity(self.settings.tool_user))
+        return Team(self.deps.model, meter, workspace, context, self.settings.max_turns, transcripts)
 
-    def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> Result:
+    def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> Result | PullInfo:
+        """An ending for every outcome but approval; for approval, the pull request it opened."""
         self.revision = outcome.revisions
         if outcome.kind == "clarification":
-            self.say("needs answers before this can be implemented.", outcome.detail)
-            self.set_label(NEEDS_CLARIFICATION)
-            return Result(f"{self.issue}: questions asked, labelled {NEEDS_CLARIFICATION}", NEEDS_CLARIFICATION,
-                          completed=True)
+            self.board.say("needs answers before this can be implemented.", outcome.detail)
+            return self.end(NEEDS_CLARIFICATION, f"questions asked, labelled {NEEDS_CLARIFICATION}")
         if outcome.kind == "rejected":
             return self.fail("the Product Owner rejected the change; no pull request.", outcome.detail)
         if outcome.kind == "exhausted":
@@ -231,39 +251,53 @@ class IssueRun:
         if head is None:
             return self.fail("the team approved, but made no change to the code; no pull request.", outcome.detail)
         files = self.deps.workspaces.changed_files(checkout)
-        body = redact(pull_body(self.issue, outcome, self.facts(), files), self.deps.settings.secrets)
+        body = redact(pull_body(self.issue, outcome, self.facts(), files), self.settings.secrets)
         # Saved before the push: a crash between push and pull request resumes from here, not from scratch.
         self.deps.redis.set(approved_key(self.issue), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
         self.deps.workspaces.push(checkout, repo.clone_url)
+        self.pushed = True
         self.claim.check()
-        pull = self.github.open_pull(self.issue, self.title(), body, repo.default_branch)
-        return self.in_review(pull)
+        return self.github.open_pull(self.issue, self.title(), body, repo.default_branch)
 
     # -- endings ------------------------------------------------------------------------------
 
-    # Each ending comments first and labels last: the label is what says the run is over, so an
-    # interruption in between leaves an orphan that is re-run, never an end label with no reason.
+    def end(self, label: str, summary: str, completed: bool = True,
+            requeue_after: float | None = None) -> Result:
+        """Set the label that ends the run and forget the run's bookkeeping."""
+        self.board.set_label(label)
+        self.deps.redis.delete(attempts_key(self.issue), approved_key(self.issue))
+        outcome = "given-back" if label == self.settings.ready_label else label
+        return Result(f"{self.issue}: {summary}", outcome, completed=completed, requeue_after=requeue_after)
 
     def in_review(self, pull: PullInfo) -> Result:
         merged = ""
-        if self.deps.settings.auto_merge and self.github.merge(self.issue, pull.number):
+        if self.settings.auto_merge and self.github.merge(self.issue, pull.number):
             merged = " and merged it (ASM_AUTO_MERGE)"
-        self.say(f"opened {pull.html_url}{merged}.")
-        self.set_label(IN_REVIEW)
-        self.deps.redis.delete(approved_key(self.issue))
-        return Result(f"{self.issue}: {pull.html_url}", IN_REVIEW, completed=True)
+        self.board.say(f"opened {pull.html_url}{merged}.")
+        return self.end(IN_REVIEW, pull.html_url)
 
     def fail(self, headline: str, details: str) -> Result:
-        self.say(headline, details)
-        self.set_label(AI_FAILED)
-        return Result(f"{self.issue}: ai-failed, {headline}", AI_FAILED)
+        self.board.say(headline, details)
+        return self.end(AI_FAILED, f"ai-failed, {headline}", completed=False)
 
-    def give_back(self, message: str | None, requeue_after: float | None, note: str = "") -> Result:
+    def give_back(self, message: str | None, summary: str, requeue_after: float | None = None) -> Result:
         """Put the issue back as it was before the claim, to be picked up again later."""
         if message:
-            self.say(message)
-        self.set_label(self.deps.settings.ready_label)
-        return Result(f"{self.issue}: given back, {note or message}", "given-back", requeue_after=requeue_after)
+            self.board.say(message)
+        return self.end(self.settings.ready_label, f"given back, {summary}", completed=False,
+                        requeue_after=requeue_after)
+
+    def rest_model(self, busy: ModelUnavailable) -> Result:
+        """The model API failed every retry: the fleet rests it, longer each outage in a row."""
+        redis = self.deps.redis
+        outages = redis.incr(MODEL_OUTAGES)
+        redis.expire(MODEL_OUTAGES, int(MODEL_REST_MAX_SECONDS * 4))
+        rest = min(self.settings.retry_backoff_seconds * 8 * 2 ** (outages - 1), MODEL_REST_MAX_SECONDS)
+        redis.set(MODEL_RESTING, str(busy), ex=max(int(rest), 1))
+        # Say it once an hour per issue, however many times the outage sends it back.
+        told = redis.set(told_key(self.issue, "model-unavailable"), 1, nx=True, ex=TOLD_SECONDS)
+        message = f"the model API is unavailable right now ({busy}); will retry later." if told else None
+        return self.give_back(message, f"model unavailable, retry in {rest:.0f}s", requeue_after=rest + 1)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -280,25 +314,6 @@ class IssueRun:
     def title(self) -> str:
         return f"[AI] {self.issue_title}"
 
-    def set_label(self, label: str) -> None:
-        """Make `label` the issue's one asm label (the ready label counts as one)."""
-        self.claim.check()
-        owned = {IN_PROGRESS, *FINAL_LABELS, self.deps.settings.ready_label}
-        self.github.move_labels(self.issue, label, owned - {label}, self.labels)
-        self.labels = (self.labels - owned) | {label}
-        if label != IN_PROGRESS:  # the run reached an ending (or gave the issue back)
-            self.deps.redis.delete(attempts_key(self.issue))
-
-    def note(self, message: str) -> None:
-        """One log line for one step: issue, worker, stage, what happened (secrets are redacted by the handler)."""
-        log.info("%s [%s] %s: %s", self.issue, self.status.worker, self.stage, message)
-
-    def say(self, headline: str, details: str = "") -> None:
-        self.note(headline)
-        self.claim.check()
-        text = comment(headline, self.facts(), details)
-        self.github.comment(self.issue, redact(text, self.deps.settings.secrets))
-
     def facts(self) -> RunFacts:
         return RunFacts(self.deps.ledger.spend(self.issue), self.revision, self.elapsed(), self.status.worker)
 
@@ -306,20 +321,16 @@ class IssueRun:
         return time.monotonic() - self.started
 
     def check_time(self) -> None:
-        """Our own deadline, checked before every model call: Celery's soft limit arrives as an exception
-        anywhere, and HTTP clients swallow it; this one is raised where the run can stop cleanly."""
-        if self.elapsed() >= self.deps.settings.task_time_limit:
-            raise TimeLimitReached(f"ran {self.elapsed():.0f}s, the limit is {self.deps.settings.task_time_limit:g}s")
+        """Our own deadline, checked before every model call and retry: Celery's soft limit arrives as an
+        exception anywhere, and HTTP clients swallow it; this one is raised where the run can stop cleanly."""
+        if self.elapsed() >= self.settings.task_time_limit:
+            raise TimeLimitReached(f"ran {self.elapsed():.0f}s, the limit is {self.settings.task_time_limit:g}s")
+
+    # -- progress -----------------------------------------------------------------------------
 
     def on_step(self, step: Step) -> None:
         self.revision = step.revision
         self.step(step.role.name)
-
-    def close_stage(self) -> None:
-        """Add the time since the stage began to its total (stages repeat across revisions)."""
-        now = time.monotonic()
-        self.stage_seconds[self.stage] = self.stage_seconds.get(self.stage, 0.0) + now - self.stage_started
-        self.stage_started = now
 
     def charged(self, issue_total_usd: float) -> None:
         self.spent = issue_total_usd
@@ -331,5 +342,11 @@ class IssueRun:
             self.close_stage()
             self.stage = stage
             self.status.stage(self.issue, self.stage, self.revision)
-            self.note(f"revision {self.revision}, ${self.spent:.4f} spent so far")
+            self.board.note(f"revision {self.revision}, ${self.spent:.4f} spent so far")
         self.report(Progress(self.issue.key, self.stage, self.revision, self.spent, stage is not None))
+
+    def close_stage(self) -> None:
+        """Add the time since the stage began to its total (stages repeat across revisions)."""
+        now = time.monotonic()
+        self.stage_seconds[self.stage] = self.stage_seconds.get(self.stage, 0.0) + now - self.stage_started
+        self.stage_started = now

@@ -11,6 +11,9 @@ from asm.ledger import Spend
 from asm.workflow import Outcome
 
 REDACTED = "[redacted]"
+NOTE_LIMIT = 8_000  # characters of one role's notes in a PR body (4 roles + verdict stay far below 65,536)
+FILES_LIMIT = 200
+COMMENT_PREFIX = "🤖 **asm**:"  # how every comment of asm's begins (the scan recognises its runs by it)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -66,23 +69,34 @@ class RunFacts:
 
 def comment(headline: str, facts: RunFacts, details: str = "") -> str:
     """An issue comment: what happened, why, and what it cost so far."""
-    parts = [f"🤖 **asm**: {headline}"]
+    parts = [f"{COMMENT_PREFIX} {headline}"]
     if details:
         parts.append(details.strip())
     parts.append(f"<sub>{facts.line()} · worker `{facts.worker}`</sub>")
     return "\n\n".join(parts)
 
 
+def clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 30].rstrip() + "\n\n[... cut for length ...]"
+
+
 def pull_body(issue: IssueRef, outcome: Outcome, facts: RunFacts, files: list[str]) -> str:
-    """The pull request body: Closes #N, what each role did, the verdict and the spend."""
-    work = "\n\n".join(f"### {who}\n{text.strip() or '(no notes)'}" for who, text in outcome.notes)
-    changed = "\n".join(f"- `{name}`" for name in files) or "- (none)"
+    """The pull request body: Closes #N, what each role did, the verdict and the spend.
+
+    Each part is clipped so the whole stays well under GitHub's 65,536-character limit.
+    """
+    work = "\n\n".join(f"### {who}\n{clip(text, NOTE_LIMIT) or '(no notes)'}" for who, text in outcome.notes)
+    listed = [f"- `{name}`" for name in files[:FILES_LIMIT]]
+    if len(files) > FILES_LIMIT:
+        listed.append(f"- ... and {len(files) - FILES_LIMIT} more")
+    changed = "\n".join(listed) or "- (none)"
     saved = facts.spend.saved_usd
     return (
         f"Closes #{issue.number}\n\n"
         f"## What was done\n\n{work}\n\n"
         f"## Files changed\n\n{changed}\n\n"
-        f"## Product Owner's verdict\n\n**APPROVE**" + (f": {outcome.detail.strip()}" if outcome.detail.strip() else "")
+        f"## Product Owner's verdict\n\n**APPROVE**" + (f": {clip(outcome.detail, NOTE_LIMIT)}" if outcome.detail.strip() else "")
         + "\n\n"
         f"## Cost\n\n"
         f"| revisions | turns | tokens | cost (USD) | caching saved | duration |\n"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
+from asm.errors import AsmError
 from asm.github import IN_PROGRESS, GitHub
-from asm.keys import IssueRef
+from asm.keys import MODEL_RESTING, IssueRef, attempts_key
 from asm.queue import Sender, enqueue
+from asm.report import COMMENT_PREFIX
 from asm.status import paused_reason
 
 log = logging.getLogger(__name__)
@@ -25,21 +27,68 @@ class Found:
     why: str  # "ready" or "orphaned" (in-progress with nobody holding its claim)
 
 
+@dataclass(frozen=True)
+class ScanReport:
+    """What one scan queued, and the repositories it could not read."""
+
+    found: list[Found] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # repo -> why
+    held: str = ""  # why nothing was queued at all (the fleet is paused, the model resting)
+
+
 def scan(github: GitHub, client: redis.Redis, sender: Sender, repos: tuple[str, ...], ready_label: str,
-         stale_after: float) -> list[Found]:
-    """Queue every open ready issue, and every in-progress one whose worker is gone."""
-    reason = paused_reason(client)
-    if reason:
-        log.warning("fleet paused, nothing queued: %s", reason)
-        return []
-    found: list[Found] = []
+         stale_after: float) -> ScanReport:
+    """Queue every open ready issue, and every in-progress one asm started whose worker is gone.
+
+    A repository that cannot be read is reported and skipped; the others are still scanned.
+    """
+    held = hold_reason(client)
+    if held:
+        log.warning("nothing queued: %s", held)
+        return ScanReport(held=held)
+    report = ScanReport()
     for repo in repos:
-        for label, why in ((ready_label, "ready"), (IN_PROGRESS, "orphaned")):
-            for issue in github.issues_labelled(repo, label):
-                if why == "orphaned" and client.exists(issue.ref.claim_key):
-                    continue  # a live worker holds it
-                task_id = enqueue(client, sender, issue.ref, by=f"scan ({why})", stale_after=stale_after)
-                found.append(Found(issue.ref, issue.title, task_id, why))
-                if task_id:
-                    log.info("queued %s (%s) as %s", issue.ref, why, task_id)
+        try:
+            report.found.extend(_scan_repo(github, client, sender, repo, ready_label, stale_after))
+        except AsmError as problem:
+            log.error("scan of %s failed: %s", repo, problem)
+            report.failed[repo] = str(problem)
+    return report
+
+
+def hold_reason(client: redis.Redis) -> str:
+    """Why no issue should be queued now (the fleet is paused, or resting the model API), if so."""
+    paused = paused_reason(client)
+    if paused:
+        return f"the fleet is paused ({paused}); `asm resume` ends it"
+    resting = client.ttl(MODEL_RESTING)
+    if resting > 0:
+        return f"the model API is resting after an outage, for {resting}s more"
+    return ""
+
+
+def _scan_repo(github: GitHub, client: redis.Redis, sender: Sender, repo: str, ready_label: str,
+               stale_after: float) -> list[Found]:
+    found: list[Found] = []
+    for label, why in ((ready_label, "ready"), (IN_PROGRESS, "orphaned")):
+        for issue in github.issues_labelled(repo, label):
+            if why == "orphaned" and not is_orphan(github, client, issue.ref):
+                continue
+            task_id = enqueue(client, sender, issue.ref, by=f"scan ({why})", stale_after=stale_after)
+            found.append(Found(issue.ref, issue.title, task_id, why))
+            if task_id:
+                log.info("queued %s (%s) as %s", issue.ref, why, task_id)
     return found
+
+
+def is_orphan(github: GitHub, client: redis.Redis, issue: IssueRef) -> bool:
+    """In-progress, nobody holds its claim, and asm is the one that started it.
+
+    `in-progress` is a common label for people's own work too: asm adopts only issues its runs
+    marked (an attempts counter in Redis, or, if Redis lost it, asm's own comment on the issue).
+    """
+    if client.exists(issue.claim_key):
+        return False  # a live worker holds it
+    if client.exists(attempts_key(issue)):
+        return True
+    return any(body.startswith(COMMENT_PREFIX) for body in github.comments(issue))

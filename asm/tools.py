@@ -7,13 +7,17 @@ failed tool call is information for the model (`is_error: true`), not a reason t
 from __future__ import annotations
 
 import os
+import pwd
+import resource
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
@@ -22,6 +26,8 @@ EDITOR_TOOL = {"type": "text_editor_20250728", "name": EDITOR_TOOL_NAME, "max_ch
 
 COMMAND_TIMEOUT_SECONDS = 180
 MAX_OUTPUT_CHARACTERS = 12_000
+MAX_FILE_BYTES = 1 << 30
+RUN_MARKER = "ASM_TOOL_RUN"
 # What a tool command may inherit from the worker: enough to find programs and behave, no secret.
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "TZ", "PYENV_ROOT", "VIRTUAL_ENV")
 
@@ -42,6 +48,14 @@ def truncate(text: str, limit: int = MAX_OUTPUT_CHARACTERS) -> str:
     return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
 
 
+def tool_identity(user: str) -> tuple[int, int] | None:
+    """(uid, gid) of the user named by ASM_TOOL_USER, or None to run tools as the worker itself."""
+    if not user:
+        return None
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
 def tool_environment(home: Path, inherited: Mapping[str, str] | None = None) -> dict[str, str]:
     """A clean environment for tool commands: an allow-list, never the worker's secrets."""
     source = os.environ if inherited is None else inherited
@@ -58,6 +72,10 @@ def tool_environment(home: Path, inherited: Mapping[str, str] | None = None) -> 
         GIT_TERMINAL_PROMPT="0",
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONUNBUFFERED="1",
+        # The working tree may belong to ASM_TOOL_USER while .git stays the worker's: let git read it.
+        GIT_CONFIG_COUNT="1",
+        GIT_CONFIG_KEY_0="safe.directory",
+        GIT_CONFIG_VALUE_0="*",
     )
     env.setdefault("LANG", "C.UTF-8")
     return env
@@ -69,10 +87,27 @@ class Workspace:
     `ready` blocks until the directory exists: asm clones while the model thinks about its first turn.
     """
 
-    def __init__(self, root: Path, home: Path, ready: Callable[[], object] = lambda: None) -> None:
+    def __init__(self, root: Path, home: Path, ready: Callable[[], object] = lambda: None,
+                 owner: tuple[int, int] | None = None) -> None:
         self.root = Path(os.path.realpath(root))
         self.home = home
         self.ready = ready
+        self.owner = owner  # (uid, gid) tool commands run as, when not the worker's own
+
+    def identity(self) -> dict[str, Any]:
+        """Popen arguments that run a tool command as the workspace's owner."""
+        if self.owner is None:
+            return {}
+        return {"user": self.owner[0], "group": self.owner[1], "extra_groups": []}
+
+    def hand_over(self, path: Path) -> None:
+        """Give a file the editor wrote (and the directories it made) to the owner tool commands run as."""
+        if self.owner is None:
+            return
+        for part in (path, *path.parents):
+            if part == self.root or self.root not in part.parents:
+                break
+            os.lchown(part, *self.owner)
 
     def resolve(self, path: str) -> Path:
         """An absolute path inside the workspace, or ValueError; symlinks are followed before checking."""
@@ -90,7 +125,11 @@ class Workspace:
 
 
 class BashTool:
-    """Runs one shell command in the workspace, with a timeout, a clean environment and truncated output."""
+    """Runs one shell command in the workspace, with a timeout, a clean environment and truncated output.
+
+    Everything the command starts is killed when it returns: its process group, and any process
+    that left the group (`setsid`, `nohup`) but still carries this run's marker in its environment.
+    """
 
     definition = BASH_TOOL
 
@@ -110,27 +149,55 @@ class BashTool:
         return self.run(command)
 
     def run(self, command: str) -> ToolResult:
-        process = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=self.workspace.root,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a timeout can kill everything the command started
-        )
-        try:
-            output, _ = process.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process.pid)
-            output, _ = process.communicate()
-            text = truncate(output.decode(errors="replace"))
+        marker = secrets.token_hex(8)
+        # Output goes to a file, not a pipe: a background process keeping the pipe open would
+        # otherwise hold the call until the timeout, and a chatty one would fill our memory.
+        with tempfile.TemporaryFile() as output:
+            process = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=self.workspace.root,
+                env={**self.env, RUN_MARKER: marker},
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # one process group to kill at the end
+                preexec_fn=_limit_output_files,
+                **self.workspace.identity(),
+            )
+            timed_out = False
+            try:
+                process.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_group(process.pid)
+                _kill_marked(marker)
+                process.wait()
+            text = read_head_and_tail(output)
+        if timed_out:
             return ToolResult(f"{text}\n[timed out after {self.timeout:g}s and was killed]", is_error=True)
-        _kill_group(process.pid)  # nothing a command started may outlive it (or the workspace)
-        text = truncate(output.decode(errors="replace")) or "(no output)"
         if process.returncode != 0:
-            return ToolResult(f"{text}\n[exit code {process.returncode}]", is_error=True)
-        return ToolResult(text)
+            return ToolResult(f"{text or '(no output)'}\n[exit code {process.returncode}]", is_error=True)
+        return ToolResult(text or "(no output)")
+
+
+def read_head_and_tail(output: IO[bytes], limit: int = MAX_OUTPUT_CHARACTERS) -> str:
+    """The start and the end of a command's output, without reading the middle into memory."""
+    size = output.seek(0, os.SEEK_END)
+    half = limit // 2
+    if size <= limit:
+        output.seek(0)
+        return output.read().decode(errors="replace")
+    output.seek(0)
+    head = output.read(half).decode(errors="replace")
+    output.seek(size - half)
+    tail = output.read().decode(errors="replace")
+    return f"{head}\n[... {size - limit} bytes cut ...]\n{tail}"
+
+
+def _limit_output_files() -> None:
+    """No file a tool command writes may grow past MAX_FILE_BYTES (its output file included)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
 
 
 def _kill_group(pid: int) -> None:
@@ -138,6 +205,21 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _kill_marked(marker: str) -> None:
+    """Kill what escaped the process group but still carries this run's marker (best effort:
+    a process that scrubbed its environment can only be contained by a pid namespace)."""
+    needle = f"{RUN_MARKER}={marker}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if needle in environ.read().split(b"\0"):
+                    os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue  # gone, or not ours to read
 
 
 class EditorTool:
@@ -196,6 +278,7 @@ class EditorTool:
             raise ValueError("file_text is required")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+        self.workspace.hand_over(path)
         return ToolResult(f"Created {self._shown(path)}")
 
     def str_replace(self, path: Path, tool_input: Mapping[str, Any]) -> ToolResult:

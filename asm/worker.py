@@ -46,6 +46,15 @@ def harden_process() -> None:
         pass
 
 
+def harden_main() -> None:
+    """In the worker's main process, before the pool forks: the same protection, and a warning."""
+    harden_process()
+    if os.geteuid() == 0 and not load_settings().tool_user:
+        # Non-dumpable does not stop root: a tool command run as root can still read our environment.
+        log.warning("running as root without ASM_TOOL_USER: the agents' tool commands run as root too, and "
+                    "could read this worker's environment from /proc; set ASM_TOOL_USER to an unprivileged user")
+
+
 def configure_logging(level: str, secrets: tuple[str, ...]) -> None:
     """asm's level, quiet HTTP clients, and no secret in any line, whoever logs it."""
     logging.getLogger("asm").setLevel(level)

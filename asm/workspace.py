@@ -1,8 +1,9 @@
 """Git workspaces: one mirror per repository per machine, a cheap local clone per issue, commit, push.
 
 The token never lands in a URL or a `.git/config`: git asks a credential helper that asm passes
-through `GIT_CONFIG_*` environment variables of asm's own git processes, and that reads the
-token from their environment. Tool commands run by the agent get neither.
+through `GIT_CONFIG_*` environment variables of asm's own git processes that talk to the remote,
+and that reads the token from their environment. Tool commands run by the agent get neither.
+git runs through subprocess with exactly the environment built here (not the worker's, merged).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import fcntl
 import logging
 import os
 import shutil
+import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import git
 
 from asm.errors import WorkspaceError
 from asm.keys import IssueRef
@@ -28,13 +30,24 @@ log = logging.getLogger(__name__)
 # Runs starting within this many seconds of each other share one fetch of the mirror: a base a
 # few seconds old is as good as new, and a burst of issues does not fetch once per issue.
 MIRROR_FRESH_SECONDS = 10.0
+REMOTE_ATTEMPTS = 3
+REMOTE_BACKOFF_SECONDS = 2.0
+LEFT_BY_TOOLS = ("__pycache__/", "*.pyc", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".venv/",
+                 "node_modules/", ".tox/", ".coverage")
 AUTHOR_NAME = "asm"
 AUTHOR_EMAIL = "asm@users.noreply.github.com"
-# Answers git's credential question from ASM_GIT_TOKEN; the empty helper first drops any other helper.
-_CREDENTIAL_HELPER = '!f() { test "$1" = get && echo username=x-access-token && echo "password=$ASM_GIT_TOKEN"; }; f'
+# Answers git's credential question with ASM_GIT_TOKEN, but only for https to the host asm is
+# talking to (ASM_GIT_HOST): a URL rewritten by tampered config gets no token. The empty helper
+# before it drops every other helper, from any config file.
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; host=; protocol=; '
+    'while IFS== read -r key value; do case "$key" in host) host=$value;; protocol) protocol=$value;; esac; done; '
+    'if [ "$protocol" = https ] && [ -n "$ASM_GIT_HOST" ] && [ "$host" = "$ASM_GIT_HOST" ]; then '
+    'echo username=x-access-token; echo "password=$ASM_GIT_TOKEN"; fi; }; f'
+)
 
 
-def git_environment(token: str) -> dict[str, str]:
+def git_environment(token: str, host: str = "") -> dict[str, str]:
     """The environment of asm's own git processes: credentials for https, no hooks, fixed identity."""
     config = [
         ("credential.helper", ""),
@@ -42,12 +55,18 @@ def git_environment(token: str) -> dict[str, str]:
         # The agent could have written hooks or config; asm's own git must not run anything of theirs.
         ("core.hooksPath", os.devnull),
         ("core.fsmonitor", "false"),
+        # Workspaces may belong to ASM_TOOL_USER; asm's git still works in them.
+        ("safe.directory", "*"),
+        # A fetch must not garbage-collect the mirror under a clone running from it.
+        ("gc.auto", "0"),
         ("commit.gpgSign", "false"),
         ("protocol.file.allow", "always"),
     ]
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TZ") if name in os.environ}
     env.update(
         GIT_TERMINAL_PROMPT="0",
+        GIT_CONFIG_NOSYSTEM="1",  # only the repository's own config, restored by asm, and ours
+        GIT_CONFIG_GLOBAL=os.devnull,
         GIT_AUTHOR_NAME=AUTHOR_NAME,
         GIT_AUTHOR_EMAIL=AUTHOR_EMAIL,
         GIT_COMMITTER_NAME=AUTHOR_NAME,
@@ -55,7 +74,7 @@ def git_environment(token: str) -> dict[str, str]:
         GIT_CONFIG_COUNT=str(len(config)),
     )
     if token:
-        env["ASM_GIT_TOKEN"] = token
+        env.update(ASM_GIT_TOKEN=token, ASM_GIT_HOST=host)
     for index, (key, value) in enumerate(config):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
@@ -63,11 +82,11 @@ def git_environment(token: str) -> dict[str, str]:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise mirror updates between the worker processes of one machine."""
+def _file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """Between the worker processes of one machine: fetches of a mirror are exclusive, clones from it shared."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -113,13 +132,20 @@ class Workspaces:
         self.remote_env = git_environment(token)
         self.local_env = git_environment("")
 
-    def _git(self, *args: str, cwd: Path | None = None, remote: bool = False) -> str:
-        env = self.remote_env if remote else self.local_env
-        try:
-            return git.Git(str(cwd) if cwd else None).execute(["git", *args], env=env)  # type: ignore[return-value]
-        except git.GitCommandError as error:
-            # stderr may quote a URL but never a token: none is ever in a URL or argument.
-            raise WorkspaceError(f"git {args[0]} failed: {str(error.stderr).strip()[-500:]}") from None
+    def _git(self, *args: str, cwd: Path | None = None, remote: str = "") -> str:
+        """Run git with exactly asm's environment (the token only when talking to `remote`)."""
+        env = self.local_env
+        if remote:
+            env = {**self.remote_env, "ASM_GIT_HOST": urlsplit(remote).netloc.rpartition("@")[2]}
+        attempts = REMOTE_ATTEMPTS if remote else 1
+        for attempt in range(1, attempts + 1):
+            done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+            if done.returncode == 0:
+                return done.stdout
+            if attempt < attempts:  # the network, or GitHub, having a bad moment
+                time.sleep(REMOTE_BACKOFF_SECONDS * attempt)
+        # stderr may quote a URL but never a token: none is ever in a URL or argument.
+        raise WorkspaceError(f"git {args[0]} failed: {done.stderr.strip()[-500:]}")
 
     def mirror(self, repo: str, clone_url: str) -> Path:
         """This machine's mirror of the repository, fetched unless another run just fetched it."""
@@ -129,11 +155,11 @@ class Workspaces:
         with _file_lock(path.with_suffix(".lock")):
             if not (path / "HEAD").exists():
                 shutil.rmtree(path, ignore_errors=True)
-                self._git("clone", "--mirror", "--quiet", clone_url, str(path), remote=True)
+                self._git("clone", "--mirror", "--quiet", clone_url, str(path), remote=clone_url)
             elif not (marker.exists() and marker.read_text() == clone_url
                       and time.time() - marker.stat().st_mtime < self.mirror_fresh_seconds):
                 self._git("remote", "set-url", "origin", clone_url, cwd=path)
-                self._git("fetch", "--prune", "--quiet", "origin", cwd=path, remote=True)
+                self._git("fetch", "--prune", "--quiet", "origin", cwd=path, remote=clone_url)
             else:
                 return path
             marker.write_text(clone_url)
@@ -142,25 +168,39 @@ class Workspaces:
     def path_for(self, worker: str, issue: IssueRef) -> Path:
         return self.root / worker / issue.workspace_name
 
-    def start(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Pending:
+    def start(self, worker: str, issue: IssueRef, clone_url: str, base: str,
+              owner: tuple[int, int] | None = None) -> Pending:
         """Begin `create` on a thread, so the clone overlaps the model's first turn."""
-        future = self._executor.submit(self.create, worker, issue, clone_url, base)
+        future = self._executor.submit(self.create, worker, issue, clone_url, base, owner)
         return Pending(self.path_for(worker, issue), future)
 
-    def create(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Checkout:
+    def create(self, worker: str, issue: IssueRef, clone_url: str, base: str,
+               owner: tuple[int, int] | None = None) -> Checkout:
         """A fresh working tree for the issue on `ai-feature/issue-N`, branched from `base`."""
         mirror = self.mirror(issue.repo, clone_url)
         path = self.path_for(worker, issue)
         shutil.rmtree(path, ignore_errors=True)  # what an interrupted attempt left
         path.parent.mkdir(parents=True, exist_ok=True)
         # A local clone hard-links the mirror's objects: no network, almost no disk.
-        self._git("clone", "--quiet", "--no-checkout", str(mirror), str(path))
+        with _file_lock(mirror.with_suffix(".lock"), shared=True):
+            self._git("clone", "--quiet", "--no-checkout", str(mirror), str(path))
         self._git("remote", "set-url", "origin", clone_url, cwd=path)
         self._git("checkout", "--quiet", "-B", issue.branch, f"origin/{base}", cwd=path)
+        # What tools leave behind is never part of the change, whatever the repository ignores itself.
+        (path / ".git" / "info").mkdir(exist_ok=True)
+        with open(path / ".git" / "info" / "exclude", "a") as exclude:
+            exclude.write("\n".join(("", *LEFT_BY_TOOLS, "")))
         base_sha = self._git("rev-parse", "HEAD", cwd=path).strip()
         checkout = Checkout(path, issue.branch, base, base_sha, (path / ".git" / "config").read_text())
         shutil.rmtree(checkout.home, ignore_errors=True)
         checkout.home.mkdir()
+        if owner is not None:  # tool commands run as another user: the tree is theirs, .git stays ours
+            for top in (checkout.path, checkout.home):
+                for directory, subdirectories, files in os.walk(top):
+                    if Path(directory) == checkout.path:
+                        subdirectories.remove(".git")
+                    for name in (directory, *(os.path.join(directory, f) for f in files)):
+                        os.lchown(name, *owner)
         return checkout
 
     def _reclaim(self, checkout: Checkout) -> None:
@@ -191,11 +231,11 @@ class Workspaces:
         """Push the issue branch, replacing what an earlier, interrupted attempt pushed."""
         self._reclaim(checkout)
         self._git("push", "--quiet", "--force", clone_url, f"HEAD:refs/heads/{checkout.branch}", cwd=checkout.path,
-                  remote=True)
+                  remote=clone_url)
 
     def remote_branch_sha(self, clone_url: str, branch: str) -> str | None:
         """The tip of `branch` on the remote, or None."""
-        line = self._git("ls-remote", clone_url, f"refs/heads/{branch}", remote=True).strip()
+        line = self._git("ls-remote", clone_url, f"refs/heads/{branch}", remote=clone_url).strip()
         return line.split()[0] if line else None
 
     def changed_files(self, checkout: Checkout) -> list[str]:

@@ -11,8 +11,9 @@ from asm import worker
 
 
 @worker_init.connect
-def remember_nodename(sender: Any = None, **_: Any) -> None:
+def prepare_main_process(sender: Any = None, **_: Any) -> None:
     worker.set_nodename(getattr(sender, "hostname", None) or "asm")
+    worker.harden_main()
 
 
 @worker_process_init.connect

@@ -12,7 +12,11 @@ def scan() -> str:
     """One scan; returns what it queued in one line."""
     deps = worker.current().deps
     settings = deps.settings
-    found = scan_repos(deps.github, deps.redis, app, settings.repos, settings.ready_label,
-                       stale_after=settings.task_time_limit)
-    queued = [str(item.issue) for item in found if item.task_id]
-    return f"queued {len(queued)} of {len(found)} found" + (f": {', '.join(queued)}" if queued else "")
+    report = scan_repos(deps.github, deps.redis, app, settings.repos, settings.ready_label,
+                        stale_after=settings.task_time_limit)
+    if report.held:
+        return f"queued nothing: {report.held}"
+    queued = [str(item.issue) for item in report.found if item.task_id]
+    summary = f"queued {len(queued)} of {len(report.found)} found" + (f": {', '.join(queued)}" if queued else "")
+    failed = "; ".join(f"{repo}: {why}" for repo, why in report.failed.items())
+    return summary + (f"; could not scan {failed}" if failed else "")

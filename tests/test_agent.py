@@ -14,7 +14,7 @@ import pytest
 
 from asm.agent import Agent
 from asm.cost import Usage
-from asm.errors import AsmError, BudgetExceeded, CreditExhausted, ModelUnavailable, TurnLimitReached
+from asm.errors import AsmError, BudgetExceeded, CreditExhausted, FleetPaused, ModelUnavailable, TurnLimitReached
 from asm.model import ModelClient
 from asm.roles import ARCHITECT, PRODUCT_OWNER, TESTER
 from asm.sandbox.model_server import ScriptedModelServer
@@ -49,6 +49,9 @@ class Meter:
 
     def call_failed(self) -> None:
         self.failed += 1
+
+    def check(self) -> None:
+        pass
 
 
 class Sleeps:
@@ -379,7 +382,7 @@ def test_payment_required_is_credit_exhausted(model: ModelClient, server: Script
 def test_a_wrong_key_stops_the_fleet_and_does_not_leak_it(server: ScriptedModelServer) -> None:
     with anthropic.Anthropic(api_key="sk-ant-WRONG-KEY-123", base_url=server.url, max_retries=0) as wrong:
         model = ModelClient(wrong, MODEL, max_retries=2, backoff_seconds=0.01, sleep=Sleeps())
-        with pytest.raises(CreditExhausted) as caught:
+        with pytest.raises(FleetPaused) as caught:
             one_call(model)
 
     assert "sk-ant-WRONG-KEY-123" not in str(caught.value)
@@ -392,6 +395,15 @@ def test_another_refusal_is_an_asm_error_not_retried(model: ModelClient, server:
     with pytest.raises(AsmError, match="413") as caught:
         one_call(model)
 
-    assert not isinstance(caught.value, (ModelUnavailable, CreditExhausted))
+    assert not isinstance(caught.value, (ModelUnavailable, FleetPaused))
     assert server.calls == 1
 
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_an_unknown_model_or_a_forbidden_account_pauses_the_fleet(model: ModelClient, server: ScriptedModelServer,
+                                                                   status: int) -> None:
+    server.fail_next(status, message="model: claude-nonexistent")
+
+    with pytest.raises(FleetPaused, match=MODEL):
+        one_call(model)

@@ -21,10 +21,13 @@ from asm.status import WorkerStatus, read_workers
 
 REPO = "acme/textkit"
 OTHER = "acme/other"
+# The caps below are set against this model's prices: $3 / $15 per MTok, a full reply of 8192
+# output tokens $0.12, so one call may reserve up to ~$0.16 and one sample issue costs ~$0.03.
+PRICED = {"ASM_MODEL": "claude-sonnet-4-6"}
 
 
 def work(box: Sandbox, number: int, repo: str = REPO, **env: str):
-    settings = load_settings(box.env(**env), dotenv=None)
+    settings = load_settings(box.env(**{**PRICED, **env}), dotenv=None)
     deps = build(settings)
     status = WorkerStatus(deps.redis, "caps-1", "here", os.getpid())
     return process_issue(deps, status, IssueRef(repo, number)), deps
@@ -120,7 +123,7 @@ def test_concurrent_runs_never_cross_a_shared_cap(tmp_path: Path, redis_server: 
     redis.Redis.from_url(redis_server.url).flushall()
     cap = "0.45"
     box = Sandbox(tmp_path, model_latency=0.05, redis_url=redis_server.url,
-                  extra_env={"ASM_MAX_COST_PER_REPO_DAY_USD": cap}).start()
+                  extra_env={"ASM_MAX_COST_PER_REPO_DAY_USD": cap, **PRICED}).start()
     try:
         box.create_repo(REPO)
         numbers = box.add_sample_issues(6)

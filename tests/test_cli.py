@@ -65,6 +65,8 @@ BAD_INPUT = [
     (["enqueue", "1"], {"ASM_REPOS": "bad repo"}, "ASM_REPOS"),
     (["scan"], {"ASM_REPOS": ""}, "ASM_REPOS is not set"),
     (["scan"], {"ASM_GITHUB_URL": "not a url"}, "ASM_GITHUB_URL"),
+    (["scan"], {"ASM_REPOS": "acme/textkit,acme/missing"}, "acme/missing was not found"),
+    (["status"], {"ASM_REDIS_URL": "redis://:hunter2@localhost:70000/0"}, "port"),
     (["status"], {"ASM_REDIS_URL": "http://localhost"}, "ASM_REDIS_URL"),
     (["status", "--watch", "soon"], {}, "not a number of seconds"),
     (["demo", "--workers", "0"], {}, "not a positive whole number"),
@@ -85,6 +87,23 @@ def test_bad_input_gets_one_clear_line_and_a_non_zero_exit(shared: Sandbox, args
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
     assert nothing_queued(shared)
+
+
+def test_the_password_of_a_bad_redis_url_is_not_echoed(shared: Sandbox) -> None:
+    done = asm(shared, "status", ASM_REDIS_URL="redis://:hunter2@localhost:70000/0")
+    assert done.returncode == 2 and "hunter2" not in done.stderr
+
+
+def test_nothing_is_queued_while_the_fleet_is_paused(shared: Sandbox) -> None:
+    client = redis.Redis.from_url(shared.redis_url)
+    client.flushall()
+    client.set("asm:paused", "the model account is out of credit")
+    for args in (["enqueue", "1"], ["scan"]):
+        done = asm(shared, *args)
+        assert done.returncode == 1 and "paused" in done.stderr and "asm resume" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert nothing_queued(shared)
+    client.delete("asm:paused")
 
 
 def test_an_unreachable_redis_is_one_line_and_exit_1(shared: Sandbox) -> None:

@@ -34,10 +34,15 @@ def test_price_for_a_dated_id_takes_the_longest_family(model: str, family: str) 
     assert price_for(model) == PRICES[family]
 
 
+# Anthropic's pricing page lists a lower cache-hit price for these (footnoted there).
+CACHE_READ_EXCEPTIONS = {"claude-fable-5-1", "claude-mythos-5-1"}
+
+
 def test_cache_prices_follow_anthropics_multipliers() -> None:
     for name, price in PRICES.items():
         assert price.cache_write == pytest.approx(price.input * 1.25), name
-        assert price.cache_read == pytest.approx(price.input * 0.10), name
+        if name not in CACHE_READ_EXCEPTIONS:
+            assert price.cache_read == pytest.approx(price.input * 0.10), name
 
 
 def test_an_override_wins_over_the_table() -> None:

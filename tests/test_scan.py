@@ -11,7 +11,8 @@ import redis
 from asm.config import Settings
 from asm.deps import github_client
 from asm.github import GitHub
-from asm.keys import PAUSED, QUEUED, IssueRef
+from asm.keys import PAUSED, QUEUED, IssueRef, attempts_key
+from asm.report import COMMENT_PREFIX
 from asm.locks import Claim
 from asm.sandbox.fleet import Sandbox
 from asm.scan import scan
@@ -27,7 +28,7 @@ def github(settings: Settings) -> GitHub:
 def run_scan(github: GitHub, settings: Settings, client: redis.Redis, stale_after: float = 600) -> list:
     from asm.celery_app import app
 
-    return scan(github, client, app, (REPO,), settings.ready_label, stale_after)
+    return scan(github, client, app, (REPO,), settings.ready_label, stale_after).found
 
 
 def make_pull_request(sandbox: Sandbox, title: str) -> int:
@@ -62,14 +63,30 @@ def test_the_scan_queues_ready_issues_once_and_skips_the_rest(sandbox: Sandbox, 
     assert redis_client.llen("celery") == 3
 
 
-def test_an_orphaned_in_progress_issue_is_queued_again_but_a_live_one_is_not(
+def test_an_orphaned_in_progress_issue_is_queued_again_but_a_live_or_human_one_is_not(
         sandbox: Sandbox, settings: Settings, github: GitHub, redis_client: redis.Redis) -> None:
     sandbox.create_repo(REPO)
     orphan = sandbox.add_issue(REPO, "its worker died", labels=("in-progress",))
+    redis_client.set(attempts_key(IssueRef(REPO, orphan)), 1)  # what a run of asm's leaves
+    forgotten = sandbox.add_issue(REPO, "its worker died, and Redis forgot", labels=("in-progress",))
+    sandbox.github.add_comment(REPO, forgotten, f"{COMMENT_PREFIX} picked up this issue")
     alive = sandbox.add_issue(REPO, "its worker is on it", labels=("in-progress",))
+    redis_client.set(attempts_key(IssueRef(REPO, alive)), 1)
     Claim(redis_client, IssueRef(REPO, alive), ttl=60, holder="w-1").acquire()
+    sandbox.add_issue(REPO, "a person is on it", labels=("in-progress",))
     found = run_scan(github, settings, redis_client)
-    assert [(item.issue.number, item.why) for item in found] == [(orphan, "orphaned")]
+    assert sorted((item.issue.number, item.why) for item in found) == [(orphan, "orphaned"), (forgotten, "orphaned")]
+
+
+def test_a_repository_that_cannot_be_read_does_not_stop_the_others(
+        sandbox: Sandbox, settings: Settings, github: GitHub, redis_client: redis.Redis) -> None:
+    from asm.celery_app import app
+
+    sandbox.create_repo(REPO)
+    ready = sandbox.add_issue(REPO, "ready")
+    report = scan(github, redis_client, app, ("acme/missing", REPO), settings.ready_label, 600)
+    assert [item.issue.number for item in report.found] == [ready]
+    assert "acme/missing" in report.failed and "not found" in report.failed["acme/missing"]
 
 
 def test_a_stale_queue_marker_is_queued_again(sandbox: Sandbox, settings: Settings, github: GitHub,

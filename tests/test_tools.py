@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from asm.tools import MAX_OUTPUT_CHARACTERS, BashTool, EditorTool, ToolResult, Workspace, truncate
+from asm.tools import MAX_OUTPUT_CHARACTERS, BashTool, EditorTool, ToolResult, Workspace, tool_identity, truncate
 
 
 @pytest.fixture
@@ -432,7 +434,7 @@ def test_bash_truncates_long_output_keeping_head_and_tail(bash: BashTool) -> Non
     assert len(result.content) < MAX_OUTPUT_CHARACTERS + 100
     assert result.content.startswith("1\n2\n3\n")
     assert result.content.rstrip().endswith("99999\n100000")
-    assert "characters cut" in result.content
+    assert "bytes cut" in result.content
 
 
 def test_truncate_keeps_short_text_whole_and_cuts_long_text_in_the_middle() -> None:
@@ -464,3 +466,46 @@ def test_bash_environment_is_fixed_when_the_tool_is_built(monkeypatch: pytest.Mo
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_SET_LATER_999")
 
     assert "ghp_SET_LATER_999" not in bash({"command": "env"}).content
+
+
+# -- what a command leaves behind, and who it runs as ----------------------------------------------
+
+
+def alive(pattern: str) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+
+
+def test_a_background_process_does_not_hold_the_call_and_dies_with_it(bash: BashTool) -> None:
+    result = bash({"command": "sleep 31.5 & echo started"})
+    assert not result.is_error and "started" in result.content and "timed out" not in result.content
+    assert not alive("sleep 31.5")
+
+
+def test_a_process_that_left_the_group_is_killed_too(bash: BashTool) -> None:
+    result = bash({"command": "setsid sleep 32.5 > /dev/null 2>&1 & echo started"})
+    assert "started" in result.content
+    assert not alive("sleep 32.5")
+
+
+def test_a_flood_of_output_is_cut_without_holding_it_in_memory(bash: BashTool) -> None:
+    result = bash({"command": "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo the-end"})
+    assert len(result.content) < MAX_OUTPUT_CHARACTERS + 200
+    assert result.content.rstrip().endswith("the-end") and "bytes cut" in result.content
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting tool commands as another user needs root")
+def test_tool_commands_can_run_as_another_user_who_cannot_read_the_worker(root: Path, tmp_path: Path) -> None:
+    nobody = tool_identity("nobody")
+    home = tmp_path / "nobody-home"
+    home.mkdir()
+    for path in (root, home, *root.rglob("*")):
+        os.lchown(path, *nobody)
+    workspace = Workspace(root, home, owner=nobody)
+    bash, editor = BashTool(workspace), EditorTool(workspace)
+    assert bash({"command": "id -u"}).content.strip() == str(nobody[0])
+    peek = bash({"command": f"cat /proc/{os.getpid()}/environ"})
+    assert peek.is_error and "Permission denied" in peek.content
+    assert not editor({"command": "create", "path": "new/made.txt", "file_text": "by the editor\n"}).is_error
+    assert (root / "new" / "made.txt").stat().st_uid == nobody[0]
+    edited = bash({"command": "echo more >> new/made.txt && cat new/made.txt"})
+    assert not edited.is_error and "more" in edited.content

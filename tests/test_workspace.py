@@ -383,14 +383,27 @@ def test_git_environment_has_a_credential_helper_and_no_token_in_config() -> Non
     assert all(TOKEN not in value for name, value in env.items() if name.startswith("GIT_"))
 
 
-def test_the_credential_helper_answers_with_the_token(tmp_path: Path) -> None:
-    env = git_environment(TOKEN)
+def ask_for_credentials(env: dict[str, str], protocol: str, host: str, cwd: Path) -> str:
+    """What `git credential fill` answers (git asks on the terminal when no helper does: it may not)."""
+    done = subprocess.run(["git", "credential", "fill"], input=f"protocol={protocol}\nhost={host}\n\n",
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
+    return done.stdout
 
-    answer = subprocess.run(["git", "credential", "fill"], input="protocol=https\nhost=github.com\n\n",
-                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=True).stdout
+
+def test_the_credential_helper_answers_with_the_token(tmp_path: Path) -> None:
+    answer = ask_for_credentials(git_environment(TOKEN, "github.com"), "https", "github.com", tmp_path)
 
     assert "username=x-access-token" in answer.splitlines()
     assert f"password={TOKEN}" in answer.splitlines()
+
+
+@pytest.mark.parametrize(("protocol", "host"), [("https", "evil.example"), ("http", "github.com"),
+                                                ("https", "github.com.evil.example")])
+def test_the_credential_helper_gives_nothing_to_another_host_or_plain_http(tmp_path: Path, protocol: str,
+                                                                           host: str) -> None:
+    answer = ask_for_credentials(git_environment(TOKEN, "github.com"), protocol, host, tmp_path)
+
+    assert TOKEN not in answer
 
 
 def test_git_environment_holds_no_other_secret(monkeypatch: pytest.MonkeyPatch) -> None:

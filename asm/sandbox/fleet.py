@@ -193,6 +193,18 @@ class Sandbox:
         return next(iter(ended)) if len(ended) == 1 and not labels & {"in-progress", "ready-for-dev"} else None
 
 
+def consuming(app, name: str, timeout: float = 60.0) -> bool:
+    """Wait until the worker node `name@...` answers a ping: its consumer is up and taking tasks.
+
+    Its slots announce themselves in Redis as soon as the pool starts, a second or more before that.
+    """
+    def answered() -> bool:
+        replies = app.control.ping(timeout=0.5)
+        return any(node.startswith(f"{name}@") for reply in replies for node in reply)
+
+    return wait_for(answered, timeout, interval=0.1)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.2,
              on_tick: Callable[[], None] | None = None) -> bool:
     """Poll `condition` until true or timeout; True when it came true."""

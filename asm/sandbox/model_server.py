@@ -24,6 +24,7 @@ from asm.sandbox.scripted_model import next_action
 
 CACHE_LIFETIME_SECONDS = 300
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 413: "request_too_large",
                429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
 CREDIT_MESSAGE = ("Your credit balance is too low to access the Anthropic API. "
                   "Please go to Plans & Billing to upgrade or purchase credits.")
@@ -160,11 +161,19 @@ def validate(request: Mapping[str, Any]) -> str | None:
     messages = request["messages"]
     if not messages or messages[0]["role"] != "user":
         return "messages: the first message must use the user role"
+    system = request.get("system") or []
+    blocks = [*(request.get("tools") or []), *(system if isinstance(system, list) else [])]
+    blocks += [block for message in messages if isinstance(message["content"], list) for block in message["content"]]
+    marked = [block for block in blocks if isinstance(block, dict) and "cache_control" in block]
+    if len(marked) > 4:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {len(marked)}."
     pending: set[str] = set()
     for index, message in enumerate(messages):
         if index and message["role"] == messages[index - 1]["role"]:
             return "messages: roles must alternate between user and assistant"
         content = message["content"] if isinstance(message["content"], list) else []
+        if not message["content"]:
+            return f"messages.{index}: all messages must have non-empty content"
         if message["role"] == "user":
             answered = {b["tool_use_id"] for b in content if b.get("type") == "tool_result"}
             if pending - answered:
