@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from anthropic.types import Message
-
-from asm.cost import Usage
+from asm.cost import MAX_OUTPUT_TOKENS, Usage
 from asm.errors import TurnLimitReached
-from asm.model import MAX_TOKENS
 from asm.tools import ToolResult
+
+if TYPE_CHECKING:  # the SDK takes seconds to import; `asm status` should not pay for it
+    from anthropic.types import Message
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Agent:
             for turn in range(1, self.max_turns + 1):
                 request = {"system": [{"type": "text", "text": system, "cache_control": CACHE}],
                            "messages": with_rolling_cache_point(messages), "tools": with_cache_point(definitions)}
-                self.meter.before_call(len(json.dumps(request, default=str)), MAX_TOKENS)
+                self.meter.before_call(len(json.dumps(request, default=str)), MAX_OUTPUT_TOKENS)
                 try:
                     reply = self.model.create(**request, checkpoint=self.meter.check)
                 except BaseException:

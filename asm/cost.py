@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from asm.errors import ConfigError
 
+# The most output one model call may produce (its max_tokens): what bounds a call's cost.
+MAX_OUTPUT_TOKENS = 8192
+
 
 @dataclass(frozen=True)
 class Price:

@@ -37,14 +37,6 @@ class IssueRef:
             raise BadInput(f"issue {number!r} is not a positive number")
         return cls(repo, int(text))
 
-    @classmethod
-    def from_key(cls, key: str) -> IssueRef:
-        """The inverse of `key`."""
-        match = re.fullmatch(r"(.+)#(\d+)", key)
-        if not match:
-            raise BadInput(f"{key!r} is not an issue key owner/name#n")
-        return cls.parse(match.group(1), match.group(2))
-
     @property
     def key(self) -> str:
         return f"{self.repo}#{self.number}"

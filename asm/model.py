@@ -10,11 +10,11 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
+from asm.cost import MAX_OUTPUT_TOKENS
 from asm.errors import AsmError, CreditExhausted, FleetPaused, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
-MAX_TOKENS = 8192
 MAX_BACKOFF_SECONDS = 300.0
 # 408, 409 and 429 are Anthropic's "try again" answers; 5xx includes 529 overloaded.
 TRANSIENT = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError,
@@ -71,7 +71,7 @@ class ModelClient:
             try:
                 return self.client.messages.create(
                     model=self.model,
-                    max_tokens=MAX_TOKENS,
+                    max_tokens=MAX_OUTPUT_TOKENS,
                     system=list(system),
                     messages=list(messages),
                     tools=list(tools),

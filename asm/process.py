@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from asm.board import FINAL_LABELS, Board
+from asm.cost import MAX_OUTPUT_TOKENS
 from asm.deps import Deps
 from asm.errors import (AlreadyClaimed, AsmError, BudgetExceeded, ClaimLost, FleetPaused, ModelUnavailable,
                         TimeLimitReached, TurnLimitReached)
@@ -22,7 +22,7 @@ from asm.github import AI_FAILED, IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION, I
 from asm.keys import MODEL_OUTAGES, MODEL_RESTING, PAUSED, IssueRef, approved_key, attempts_key, told_key
 from asm.ledger import Caps, IssueMeter
 from asm.locks import Claim
-from asm.model import MAX_TOKENS
+from asm.progress import Report, Tracker
 from asm.queue import forget
 from asm.report import RunFacts, pull_body, redact
 from asm.roles import TEAM
@@ -45,17 +45,6 @@ TOLD_SECONDS = 3600
 
 
 @dataclass(frozen=True)
-class Progress:
-    """Where a run is, for Flower and `asm status`."""
-
-    issue: str
-    stage: str
-    revision: int
-    spent_usd: float
-    new_stage: bool = True  # False: the same stage, only the spend moved
-
-
-@dataclass(frozen=True)
 class Result:
     """How a delivery of `asm.process_issue` ended, in one line, and whether to queue it again later."""
 
@@ -63,9 +52,6 @@ class Result:
     outcome: str  # in-review, needs-clarification, ai-failed, given-back, skipped, paused, deferred, capped...
     completed: bool = False
     requeue_after: float | None = None
-
-
-Report = Callable[[Progress], None]
 
 
 def process_issue(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report = lambda _: None,
@@ -112,16 +98,12 @@ class IssueRun:
         self.time_up = time_up
         self.started = time.monotonic()
         self.caps = Caps.from_settings(deps.settings, roles=len(TEAM))
-        self.revision = 0
-        self.stage = "claimed"
-        self.stage_started = self.started
-        self.stage_seconds: dict[str, float] = {}
         self.crew: Team | None = None
-        self.spent = 0.0
         self.pushed = False
         self.issue_title = ""
         self.board = Board(deps.github, claim, issue, deps.settings.ready_label, frozenset(),
-                           deps.settings.secrets, self.facts, lambda: f"[{status.worker}] {self.stage}")
+                           deps.settings.secrets, self.facts, lambda: f"[{status.worker}] {self.progress.stage}")
+        self.progress = Tracker(issue, status, report, self.board.note)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -133,7 +115,7 @@ class IssueRun:
         if skip:
             return Result(f"{self.issue}: skipped, {skip}", "skipped")
         capped = self.deps.ledger.day_cap_reached(self.issue.repo, self.caps,
-                                                  self.deps.ledger.worst_case(0, MAX_TOKENS))
+                                                  self.deps.ledger.worst_case(0, MAX_OUTPUT_TOKENS))
         if capped:
             # Nothing is spent and nothing fails: the issue waits, ready, for the next UTC day.
             if IN_PROGRESS in info.labels:
@@ -150,9 +132,9 @@ class IssueRun:
             result = self.work(info)
             return result
         finally:
-            self.close_stage()
-            self.deps.metrics.observe_stages(self.stage_seconds)
-            timings = {**self.stage_seconds, "tools": self.crew.tool_seconds if self.crew else 0.0}
+            stage_seconds = self.progress.close_stage()
+            self.deps.metrics.observe_stages(stage_seconds)
+            timings = {**stage_seconds, "tools": self.crew.tool_seconds if self.crew else 0.0}
             self.status.finished(self.issue, result.summary, result.completed, self.elapsed(),
                                  self.deps.ledger.spend(self.issue).usd, timings)
 
@@ -183,14 +165,14 @@ class IssueRun:
             return self.fail(f"gave up after {MAX_ATTEMPTS} attempts that stopped without finishing.",
                              "Each one was interrupted (a worker killed, or the hard time limit). Label the issue "
                              f"`{self.settings.ready_label}` to try again once the cause is fixed.")
-        self.spent = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
+        self.progress.spent = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
         self.board.say(("resumed the interrupted run" if resumed else "picked up this issue")
                        + ": Architect → Security → Tester → Product Owner.")
         pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch,
                                              tool_identity(self.settings.tool_user))
         try:
             self.crew = self.team(info, pending)
-            outcome = run_workflow(self.crew.perform, self.settings.max_revisions, self.on_step)
+            outcome = run_workflow(self.crew.perform, self.settings.max_revisions, self.progress.on_step)
             ending = self.conclude(outcome, pending.wait(), repo)
         except BudgetExceeded as stop:
             return self.fail("stopped at a spend cap; nothing was pushed.",
@@ -226,7 +208,7 @@ class IssueRun:
 
     def team(self, info: IssueInfo, pending: Pending) -> Team:
         meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, self.caps,
-                           checks=(self.claim.check, self.check_time), on_charge=self.charged)
+                           checks=(self.claim.check, self.check_time), on_charge=self.progress.charged)
         context = {"repo": self.issue.repo, "root": str(pending.path), "branch": self.issue.branch,
                    "issue_key": self.issue.key, "title": info.title, "body": info.body or "(no description)"}
         transcripts = self.settings.workspace_dir / ".transcripts" / self.issue.workspace_name
@@ -236,7 +218,6 @@ class IssueRun:
 
     def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> Result | PullInfo:
         """An ending for every outcome but approval; for approval, the pull request it opened."""
-        self.revision = outcome.revisions
         if outcome.kind == "clarification":
             self.board.say("needs answers before this can be implemented.", outcome.detail)
             return self.end(NEEDS_CLARIFICATION, f"questions asked, labelled {NEEDS_CLARIFICATION}")
@@ -245,7 +226,7 @@ class IssueRun:
         if outcome.kind == "exhausted":
             return self.fail(f"no approval after {outcome.revisions} revisions (ASM_MAX_REVISIONS); "
                              "no pull request.", f"The Product Owner's last feedback:\n\n{outcome.detail}")
-        self.step("push")
+        self.progress.enter("push")
         self.claim.check()
         head = self.deps.workspaces.commit(checkout, f"{self.title()}\n\nCloses #{self.issue.number}")
         if head is None:
@@ -315,7 +296,7 @@ class IssueRun:
         return f"[AI] {self.issue_title}"
 
     def facts(self) -> RunFacts:
-        return RunFacts(self.deps.ledger.spend(self.issue), self.revision, self.elapsed(), self.status.worker)
+        return RunFacts(self.deps.ledger.spend(self.issue), self.progress.revision, self.elapsed(), self.status.worker)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -325,28 +306,3 @@ class IssueRun:
         exception anywhere, and HTTP clients swallow it; this one is raised where the run can stop cleanly."""
         if self.elapsed() >= self.settings.task_time_limit:
             raise TimeLimitReached(f"ran {self.elapsed():.0f}s, the limit is {self.settings.task_time_limit:g}s")
-
-    # -- progress -----------------------------------------------------------------------------
-
-    def on_step(self, step: Step) -> None:
-        self.revision = step.revision
-        self.step(step.role.name)
-
-    def charged(self, issue_total_usd: float) -> None:
-        self.spent = issue_total_usd
-        self.step(None)
-
-    def step(self, stage: str | None) -> None:
-        """Tell the status table and Flower where the run is (stage None: same stage, new spend)."""
-        if stage is not None:
-            self.close_stage()
-            self.stage = stage
-            self.status.stage(self.issue, self.stage, self.revision)
-            self.board.note(f"revision {self.revision}, ${self.spent:.4f} spent so far")
-        self.report(Progress(self.issue.key, self.stage, self.revision, self.spent, stage is not None))
-
-    def close_stage(self) -> None:
-        """Add the time since the stage began to its total (stages repeat across revisions)."""
-        now = time.monotonic()
-        self.stage_seconds[self.stage] = self.stage_seconds.get(self.stage, 0.0) + now - self.stage_started
-        self.stage_started = now

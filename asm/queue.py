@@ -16,7 +16,6 @@ import redis
 from asm.keys import QUEUED, IssueRef
 
 PROCESS_ISSUE = "asm.process_issue"
-SCAN = "asm.scan"
 
 
 class Sender(Protocol):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from asm.keys import IssueRef
 from asm.ledger import Spend
-from asm.workflow import Outcome
+
+if TYPE_CHECKING:
+    from asm.workflow import Outcome
 
 REDACTED = "[redacted]"
 NOTE_LIMIT = 8_000  # characters of one role's notes in a PR body (4 roles + verdict stay far below 65,536)

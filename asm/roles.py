@@ -75,7 +75,6 @@ SECURITY = Role("security", "Security reviewer")
 TESTER = Role("tester", "Tester")
 PRODUCT_OWNER = Role("po", "Product Owner", (DECISION_TOOL,))
 TEAM = (ARCHITECT, SECURITY, TESTER, PRODUCT_OWNER)
-BY_NAME = {role.name: role for role in TEAM}
 
 
 def _read(name: str) -> str:

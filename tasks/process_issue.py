@@ -8,7 +8,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from asm import worker
 from asm.celery_app import app
 from asm.keys import IssueRef
-from asm.process import Progress, process_issue as work_issue
+from asm.process import process_issue as work_issue
+from asm.progress import Progress
 from asm.queue import enqueue
 
 

@@ -56,19 +56,6 @@ def test_workspaces_of_same_named_repos_of_two_owners_differ() -> None:
     assert IssueRef("acme/shop", 1).workspace_name != IssueRef("other/shop", 1).workspace_name
 
 
-@pytest.mark.parametrize("issue", [IssueRef("acme/shop", 12), IssueRef("Acme-Corp/web.site", 1),
-                                   IssueRef("a/b-c_d", 99999)])
-def test_from_key_round_trips(issue: IssueRef) -> None:
-    assert IssueRef.from_key(issue.key) == issue
-
-
-@pytest.mark.parametrize("key", ["acme/shop", "acme/shop#", "#12", "acme#12", "acme/shop#x", "acme/shop#0",
-                                 "acme/shop/x#1"])
-def test_from_key_rejects_what_is_not_a_key(key: str) -> None:
-    with pytest.raises(BadInput):
-        IssueRef.from_key(key)
-
-
 def test_issue_refs_are_values() -> None:
     assert IssueRef("acme/shop", 2) == IssueRef.parse("acme/shop", "2")
     assert len({IssueRef("acme/shop", 2), IssueRef("acme/shop", 2)}) == 1
