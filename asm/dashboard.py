@@ -9,9 +9,15 @@ from typing import Any
 import redis
 
 from asm.config import Settings
-from asm.keys import repo_day_spend_key, utc_day, fleet_day_spend_key
+from asm.keys import fleet_day_spend_key, repo_day_spend_key, utc_day
 from asm.report import duration_text
-from asm.status import paused_reason, read_history, read_queued, read_running, read_workers
+from asm.status import (
+    paused_reason,
+    read_history,
+    read_queued,
+    read_running,
+    read_workers,
+)
 
 ICONS = {"working": "🔵", "idle": "⚪", "failed": "🔴", "stopped": "⚫", "lost": "❓"}
 RULE = "=" * 100

@@ -12,7 +12,6 @@ from pathlib import Path
 from asm.config import Settings, require
 from asm.sandbox.redis_server import RedisServer, embedded_binary
 
-
 # Flower's tasks table hides a task's arguments and result by default; for asm they are the issue
 # and the outcome (the progress line while it runs), the two things worth seeing.
 FLOWER_OPTIONS = ["--tasks_columns=name,uuid,state,args,result,received,started,runtime,worker"]

@@ -20,8 +20,16 @@ import redis
 from asm.config import Settings
 from asm.cost import Price, Usage, money
 from asm.errors import BudgetExceeded
-from asm.keys import (METRICS, MODEL_OUTAGES, IssueRef, fleet_day_spend_key, repo_day_spend_key, reservations_key, utc_day,
-                      worker_key)
+from asm.keys import (
+    METRICS,
+    MODEL_OUTAGES,
+    IssueRef,
+    fleet_day_spend_key,
+    repo_day_spend_key,
+    reservations_key,
+    utc_day,
+    worker_key,
+)
 from asm.metrics import field
 
 DAY_KEYS_TTL = 3 * 24 * 3600

@@ -16,10 +16,34 @@ from dataclasses import dataclass
 from asm.board import FINAL_LABELS, Board
 from asm.cost import MAX_OUTPUT_TOKENS
 from asm.deps import Deps
-from asm.errors import (AlreadyClaimed, AsmError, BudgetExceeded, ClaimLost, FleetPaused, ModelUnavailable,
-                        TimeLimitReached, TurnLimitReached)
-from asm.github import AI_FAILED, IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION, IssueInfo, PullInfo, RepoInfo
-from asm.keys import MODEL_OUTAGES, MODEL_RESTING, PAUSED, IssueRef, approved_key, attempts_key, told_key
+from asm.errors import (
+    AlreadyClaimed,
+    AsmError,
+    BudgetExceeded,
+    ClaimLost,
+    FleetPaused,
+    ModelUnavailable,
+    TimeLimitReached,
+    TurnLimitReached,
+)
+from asm.github import (
+    AI_FAILED,
+    IN_PROGRESS,
+    IN_REVIEW,
+    NEEDS_CLARIFICATION,
+    IssueInfo,
+    PullInfo,
+    RepoInfo,
+)
+from asm.keys import (
+    MODEL_OUTAGES,
+    MODEL_RESTING,
+    PAUSED,
+    IssueRef,
+    approved_key,
+    attempts_key,
+    told_key,
+)
 from asm.ledger import Caps, IssueMeter
 from asm.locks import Claim
 from asm.progress import Report, Tracker
@@ -29,7 +53,7 @@ from asm.roles import TEAM
 from asm.status import WorkerStatus, paused_reason
 from asm.team import Team
 from asm.tools import Workspace, tool_identity
-from asm.workflow import Outcome, Step, run_workflow
+from asm.workflow import Outcome, run_workflow
 from asm.workspace import Checkout, Pending
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from asm.agent import Agent, Completer, Meter
 from asm.roles import CLARIFY_TOOL, DECISION_TOOL
-from asm.tools import BASH_TOOL, EDITOR_TOOL, EDITOR_TOOL_NAME, BashTool, EditorTool, Workspace
+from asm.tools import (
+    BASH_TOOL,
+    EDITOR_TOOL,
+    EDITOR_TOOL_NAME,
+    BashTool,
+    EditorTool,
+    Workspace,
+)
 from asm.workflow import RoleOutput, Step
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import resource
 import secrets
 import signal
 import subprocess
@@ -154,14 +153,16 @@ class BashTool:
         # otherwise hold the call until the timeout, and a chatty one would fill our memory.
         with tempfile.TemporaryFile() as output:
             process = subprocess.Popen(
-                ["bash", "-c", command],
+                # `ulimit -f` first: no file the command writes (its output included) grows past
+                # MAX_FILE_BYTES. Set in the shell, not by a preexec_fn, which would make every
+                # spawn a full fork of this (large) worker process.
+                ["bash", "-c", f"ulimit -f {MAX_FILE_BYTES // 1024}\n{command}"],
                 cwd=self.workspace.root,
                 env={**self.env, RUN_MARKER: marker},
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # one process group to kill at the end
-                preexec_fn=_limit_output_files,
                 **self.workspace.identity(),
             )
             timed_out = False
@@ -193,11 +194,6 @@ def read_head_and_tail(output: IO[bytes], limit: int = MAX_OUTPUT_CHARACTERS) ->
     output.seek(size - half)
     tail = output.read().decode(errors="replace")
     return f"{head}\n[... {size - limit} bytes cut ...]\n{tail}"
-
-
-def _limit_output_files() -> None:
-    """No file a tool command writes may grow past MAX_FILE_BYTES (its output file included)."""
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
 
 
 def _kill_group(pid: int) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from asm.config import SECRET_VARIABLES, load_settings
 from asm.deps import Deps, build
@@ -49,6 +50,9 @@ def harden_process() -> None:
 def harden_main() -> None:
     """In the worker's main process, before the pool forks: the same protection, and a warning."""
     harden_process()
+    dotenv = Path(".env")
+    if dotenv.is_file() and dotenv.stat().st_mode & 0o077:
+        log.warning(".env can be read by other users (and their tool commands): chmod 600 .env")
     if os.geteuid() == 0 and not load_settings().tool_user:
         # Non-dumpable does not stop root: a tool command run as root can still read our environment.
         log.warning("running as root without ASM_TOOL_USER: the agents' tool commands run as root too, and "

@@ -14,13 +14,12 @@ import os
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
-
 
 from asm.errors import WorkspaceError
 from asm.keys import IssueRef

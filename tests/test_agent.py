@@ -14,7 +14,14 @@ import pytest
 
 from asm.agent import Agent
 from asm.cost import Usage
-from asm.errors import AsmError, BudgetExceeded, CreditExhausted, FleetPaused, ModelUnavailable, TurnLimitReached
+from asm.errors import (
+    AsmError,
+    BudgetExceeded,
+    CreditExhausted,
+    FleetPaused,
+    ModelUnavailable,
+    TurnLimitReached,
+)
 from asm.model import ModelClient
 from asm.roles import ARCHITECT, PRODUCT_OWNER, TESTER
 from asm.sandbox.model_server import ScriptedModelServer

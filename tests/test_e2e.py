@@ -9,13 +9,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from asm.config import load_settings
 from asm.keys import IssueRef
 from asm.queue import PROCESS_ISSUE, enqueue
-from asm.sandbox.fleet import Sandbox, wait_for
+from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
-from asm.status import read_history, read_workers
+from asm.status import read_history
 
 SETTLE_TIMEOUT = 90
 
@@ -23,17 +22,8 @@ SETTLE_TIMEOUT = 90
 @pytest.fixture(scope="module")
 def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One sandbox and one worker process with three slots, shared by the tests of this module."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    box = Sandbox(tmp_path_factory.mktemp("fleet"), model_latency=0.0, redis_url=redis_server.url).start()
-    from asm.celery_app import use_settings
-
-    use_settings(load_settings(box.env(), dotenv=None))
-    worker = box.start_worker(3, name="e2e")
-    assert wait_for(lambda: len(read_workers(client)) >= 3, 60), worker.log()[-3000:]
-    yield box
-    worker.stop()
-    box.stop()
+    with running_fleet(tmp_path_factory.mktemp("fleet"), redis_server.url, slots=3, name="e2e") as box:
+        yield box
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from asm.keys import RUNNING, IssueRef, worker_key
 from asm.queue import PROCESS_ISSUE, enqueue
 from asm.sandbox.fleet import Sandbox, wait_for
 from asm.sandbox.redis_server import RedisServer
-from asm.sandbox.sample_repo import SOLUTIONS
 from asm.status import paused_reason, read_workers
 
 REPO = "acme/textkit"

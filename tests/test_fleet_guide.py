@@ -9,11 +9,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from asm.config import load_settings
 from asm.keys import IssueRef
 from asm.locks import Claim
 from asm.queue import enqueue
-from asm.sandbox.fleet import Sandbox, wait_for
+from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
 from asm.status import read_history, read_workers
@@ -23,17 +22,8 @@ SLOTS = 5
 
 @pytest.fixture(scope="module")
 def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    box = Sandbox(tmp_path_factory.mktemp("guide"), model_latency=0.2, redis_url=redis_server.url).start()
-    from asm.celery_app import use_settings
-
-    use_settings(load_settings(box.env(), dotenv=None))
-    worker = box.start_worker(SLOTS, name="guide")
-    assert wait_for(lambda: len(read_workers(client)) >= SLOTS, 60), worker.log()[-3000:]
-    yield box
-    worker.stop()
-    box.stop()
+    with running_fleet(tmp_path_factory.mktemp("guide"), redis_server.url, SLOTS, "guide", model_latency=0.2) as box:
+        yield box
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis

@@ -7,7 +7,13 @@ import redis
 
 from asm.cost import PRICES, Usage
 from asm.errors import BudgetExceeded
-from asm.keys import IssueRef, fleet_day_spend_key, repo_day_spend_key, reservations_key, utc_day
+from asm.keys import (
+    IssueRef,
+    fleet_day_spend_key,
+    repo_day_spend_key,
+    reservations_key,
+    utc_day,
+)
 from asm.ledger import RESERVATION_STALE_SECONDS, Caps, Ledger
 
 ISSUE = IssueRef("acme/shop", 7)

@@ -12,8 +12,8 @@ from asm.config import Settings
 from asm.deps import github_client
 from asm.github import GitHub
 from asm.keys import PAUSED, QUEUED, IssueRef, attempts_key
-from asm.report import COMMENT_PREFIX
 from asm.locks import Claim
+from asm.report import COMMENT_PREFIX
 from asm.sandbox.fleet import Sandbox
 from asm.scan import scan
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from asm.tools import MAX_OUTPUT_CHARACTERS, BashTool, EditorTool, ToolResult, Workspace, tool_identity, truncate
+from asm.tools import (
+    MAX_OUTPUT_CHARACTERS,
+    BashTool,
+    EditorTool,
+    ToolResult,
+    Workspace,
+    tool_identity,
+    truncate,
+)
 
 
 @pytest.fixture

@@ -95,16 +95,20 @@ def test_create_on_a_repository_whose_default_branch_is_develop(tmp_path: Path, 
     assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=checkout.path).strip() == "ai-feature/issue-9"
 
 
+def push_a_human_change(clone_url: str, where: Path) -> None:
+    """Someone else pushes a commit to main after the mirror was made."""
+    git("clone", "--quiet", clone_url, str(where))
+    (where / "NEW.md").write_text("new\n")
+    git("add", "--all", cwd=where)
+    git("commit", "--quiet", "-m", "human change", cwd=where)
+    git("push", "--quiet", "origin", "main", cwd=where)
+
+
 def test_create_sees_commits_pushed_since_the_mirror_was_made(clone_url: str, tmp_path: Path,
                                                               state: GitHubState) -> None:
     workspaces = Workspaces(tmp_path / "fresh", TOKEN, mirror_fresh_seconds=0)
     workspaces.create("worker-1", ISSUE, clone_url, "main")
-    other = tmp_path / "human"
-    git("clone", "--quiet", clone_url, str(other))
-    (other / "NEW.md").write_text("new\n")
-    git("add", "--all", cwd=other)
-    git("commit", "--quiet", "-m", "human change", cwd=other)
-    git("push", "--quiet", "origin", "main", cwd=other)
+    push_a_human_change(clone_url, tmp_path / "human")
 
     fresh = workspaces.create("worker-2", IssueRef(REPO, 5), clone_url, "main")
 
@@ -115,12 +119,7 @@ def test_create_sees_commits_pushed_since_the_mirror_was_made(clone_url: str, tm
 def test_runs_close_together_share_one_fetch_of_the_mirror(workspaces: Workspaces, clone_url: str,
                                                            tmp_path: Path, state: GitHubState) -> None:
     first = workspaces.create("worker-1", ISSUE, clone_url, "main")
-    other = tmp_path / "human"
-    git("clone", "--quiet", clone_url, str(other))
-    (other / "NEW.md").write_text("new\n")
-    git("add", "--all", cwd=other)
-    git("commit", "--quiet", "-m", "human change", cwd=other)
-    git("push", "--quiet", "origin", "main", cwd=other)
+    push_a_human_change(clone_url, tmp_path / "human")
 
     soon = workspaces.create("worker-2", IssueRef(REPO, 5), clone_url, "main")
 

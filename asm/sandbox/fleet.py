@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +192,32 @@ class Sandbox:
         labels = self.labels(repo, number)
         ended = labels & set(SETTLED_LABELS)
         return next(iter(ended)) if len(ended) == 1 and not labels & {"in-progress", "ready-for-dev"} else None
+
+
+@contextmanager
+def running_fleet(root: Path, redis_url: str, slots: int, name: str, model_latency: float = 0.0,
+                  **env: str) -> Iterator[Sandbox]:
+    """A sandbox on an emptied Redis, this process's Celery app pointed at it, and one worker of
+    `slots` slots consuming: the fleet a test (or a demo) works issues on."""
+    import redis
+
+    from asm.celery_app import app, use_settings
+    from asm.config import load_settings
+    from asm.status import read_workers
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    box = Sandbox(root, model_latency=model_latency, redis_url=redis_url, extra_env=env).start()
+    try:
+        use_settings(load_settings(box.env(), dotenv=None))
+        worker = box.start_worker(slots, name=name)
+        announced = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= slots
+        if not (wait_for(announced, 60) and consuming(app, name)):
+            raise RuntimeError(f"the worker did not start:\n{worker.log()[-3000:]}")
+        yield box
+        worker.stop()
+    finally:
+        box.stop()
 
 
 def consuming(app, name: str, timeout: float = 60.0) -> bool:
