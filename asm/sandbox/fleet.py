@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kombu.exceptions
+import redis
+
 import asm
 from asm.github import AI_FAILED, IN_REVIEW, NEEDS_CLARIFICATION
 from asm.sandbox.github_server import GitHubServer
@@ -199,8 +202,6 @@ def running_fleet(root: Path, redis_url: str, slots: int, name: str, model_laten
                   **env: str) -> Iterator[Sandbox]:
     """A sandbox on an emptied Redis, this process's Celery app pointed at it, and one worker of
     `slots` slots consuming: the fleet a test (or a demo) works issues on."""
-    import redis
-
     from asm.celery_app import app, use_settings
     from asm.config import load_settings
     from asm.status import read_workers
@@ -226,7 +227,11 @@ def consuming(app, name: str, timeout: float = 60.0) -> bool:
     Its slots announce themselves in Redis as soon as the pool starts, a second or more before that.
     """
     def answered() -> bool:
-        replies = app.control.ping(timeout=0.5)
+        try:
+            replies = app.control.ping(timeout=0.5)
+        except (OSError, redis.RedisError, kombu.exceptions.KombuError):
+            app.pool.force_close_all()  # a pooled connection to a Redis that has since restarted
+            return False
         return any(node.startswith(f"{name}@") for reply in replies for node in reply)
 
     return wait_for(answered, timeout, interval=0.1)
