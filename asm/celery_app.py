@@ -57,7 +57,6 @@ def use_settings(settings: Settings) -> None:
     _settings = settings
     if app.configured:
         app.conf.update(celery_config(settings))
-        app.pool.force_close_all()  # pooled connections may be to the broker configured before
 
 
 def _configure() -> dict[str, Any]:

@@ -227,10 +227,11 @@ def consuming(app, name: str, timeout: float = 60.0) -> bool:
     Its slots announce themselves in Redis as soon as the pool starts, a second or more before that.
     """
     def answered() -> bool:
+        # A connection of its own, not the pool's: a pooled one may be to a Redis that restarted since.
         try:
-            replies = app.control.ping(timeout=0.5)
+            with app.connection_for_write() as connection:
+                replies = app.control.ping(timeout=0.5, connection=connection)
         except (OSError, redis.RedisError, kombu.exceptions.KombuError):
-            app.pool.force_close_all()  # a pooled connection to a Redis that has since restarted
             return False
         return any(node.startswith(f"{name}@") for reply in replies for node in reply)
 
