@@ -23,8 +23,8 @@ from typing import TextIO
 from asm.config import load_settings
 from asm.deps import github_client, redis_client
 from asm.github import GitHub
-from asm.sandbox.fleet import Sandbox, consuming, wait_for
-from asm.status import read_history, read_workers
+from asm.sandbox.fleet import Sandbox, wait_for
+from asm.status import read_history
 
 WORKER_START_TIMEOUT = 60.0
 
@@ -101,11 +101,7 @@ def measure(box: Sandbox, workers: int, issues: int, latency: float) -> BenchRow
 
     use_settings(settings)
     client = redis_client(settings.redis_url)
-    name = f"bench{workers}"
-    worker = box.start_worker(workers, name=name)
-    ready = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= workers
-    if not (wait_for(ready, WORKER_START_TIMEOUT) and consuming(app, name, WORKER_START_TIMEOUT)):
-        raise RuntimeError(f"the worker did not start:\n{worker.log()[-2000:]}")
+    worker = box.start_ready_worker(workers, f"bench{workers}", WORKER_START_TIMEOUT)
     github = GitHub(github_client(settings), settings.ready_label)
     requests_before, calls_before = box.github.request_count, box.model.calls
     with PeakMemory(worker.process.pid) as memory:

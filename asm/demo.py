@@ -14,8 +14,8 @@ from asm.dashboard import render, snapshot
 from asm.deps import redis_client
 from asm.github import IN_REVIEW
 from asm.report import duration_text
-from asm.sandbox.fleet import Sandbox, consuming, wait_for
-from asm.status import paused_reason, read_history, read_workers
+from asm.sandbox.fleet import Sandbox, wait_for
+from asm.status import paused_reason, read_history
 
 WORKER_START_TIMEOUT = 60.0
 TABLE_EVERY_SECONDS = 1.0
@@ -35,13 +35,12 @@ def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout
               f"Redis {box.redis_url} ({box.redis.kind if box.redis else 'given'})", file=out)
         print(f"{repo}: {issues} issues labelled ready-for-dev; starting `celery -A asm worker -c {workers}`",
               file=out)
-        worker = box.start_worker(workers, name="demo")
-        from asm.celery_app import app
-
-        if not (wait_for(lambda: len(read_workers(client)) >= workers, WORKER_START_TIMEOUT)
-                and consuming(app, "demo", WORKER_START_TIMEOUT)):
-            print(f"asm demo: the worker did not start; its log:\n{worker.log()[-3000:]}", file=sys.stderr)
+        try:
+            worker = box.start_ready_worker(workers, "demo", WORKER_START_TIMEOUT)
+        except RuntimeError as problem:
+            print(f"asm demo: {problem}", file=sys.stderr)
             return 1
+        from asm.celery_app import app
         from asm.deps import github_client
         from asm.github import GitHub
         from asm.scan import scan

@@ -9,12 +9,13 @@ import redis
 
 from asm.errors import AsmError
 from asm.github import IN_PROGRESS, GitHub
-from asm.keys import MODEL_RESTING, IssueRef, attempts_key
+from asm.keys import MODEL_RESTING, IssueRef, attempts_key, told_key
 from asm.queue import Sender, enqueue
 from asm.report import COMMENT_PREFIX
 from asm.status import paused_reason
 
 log = logging.getLogger(__name__)
+NOT_OURS_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -91,4 +92,11 @@ def is_orphan(github: GitHub, client: redis.Redis, issue: IssueRef) -> bool:
         return False  # a live worker holds it
     if client.exists(attempts_key(issue)):
         return True
-    return any(body.startswith(COMMENT_PREFIX) for body in github.comments(issue))
+    # Reading comments costs a request: remember for a while that a person's issue is not ours,
+    # or every scan would read them again. (A run of asm's sets the attempts record first.)
+    if client.exists(told_key(issue, "not-ours")):
+        return False
+    if any(body.startswith(COMMENT_PREFIX) for body in github.comments(issue)):
+        return True
+    client.set(told_key(issue, "not-ours"), 1, ex=NOT_OURS_SECONDS)
+    return False

@@ -165,6 +165,19 @@ class Sandbox:
         return self._spawn(name, ["worker", "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
                                   "--without-mingle", "-E"], env)
 
+    def start_ready_worker(self, slots: int, name: str, timeout: float = 60.0, **env: str) -> CeleryProcess:
+        """`start_worker`, then wait until every slot has announced itself and the node takes tasks;
+        RuntimeError with the worker's log when it does not within `timeout`."""
+        from asm.celery_app import app
+        from asm.status import read_workers
+
+        worker = self.start_worker(slots, name, **env)
+        client = redis.Redis.from_url(self.redis_url)
+        announced = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= slots
+        if not (wait_for(announced, timeout) and consuming(app, name, timeout)):
+            raise RuntimeError(f"the worker did not start; its log:\n{worker.log()[-3000:]}")
+        return worker
+
     def start_beat(self, name: str = "beat", **env: str) -> CeleryProcess:
         """`celery -A asm beat`, scanning every ASM_SCAN_INTERVAL seconds."""
         return self._spawn(name, ["beat", "-s", str(self.root / f"{name}-schedule")], env)
@@ -202,19 +215,14 @@ def running_fleet(root: Path, redis_url: str, slots: int, name: str, model_laten
                   **env: str) -> Iterator[Sandbox]:
     """A sandbox on an emptied Redis, this process's Celery app pointed at it, and one worker of
     `slots` slots consuming: the fleet a test (or a demo) works issues on."""
-    from asm.celery_app import app, use_settings
+    from asm.celery_app import use_settings
     from asm.config import load_settings
-    from asm.status import read_workers
 
-    client = redis.Redis.from_url(redis_url)
-    client.flushall()
+    redis.Redis.from_url(redis_url).flushall()
     box = Sandbox(root, model_latency=model_latency, redis_url=redis_url, extra_env=env).start()
     try:
         use_settings(load_settings(box.env(), dotenv=None))
-        worker = box.start_worker(slots, name=name)
-        announced = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= slots
-        if not (wait_for(announced, 60) and consuming(app, name)):
-            raise RuntimeError(f"the worker did not start:\n{worker.log()[-3000:]}")
+        worker = box.start_ready_worker(slots, name)
         yield box
         worker.stop()
     finally:
