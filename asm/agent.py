@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,13 +78,15 @@ class Agent:
     """One role's run: a model, the tools it may use, and the meter every call goes through."""
 
     def __init__(self, model: Completer, tools: Mapping[str, Tool], tool_definitions: Sequence[dict[str, Any]],
-                 meter: Meter, max_turns: int, transcript: Path | None = None) -> None:
+                 meter: Meter, max_turns: int, transcript: Path | None = None,
+                 redact: Callable[[str], str] = lambda text: text) -> None:
         self.model = model
         self.tools = tools
         self.tool_definitions = list(tool_definitions)
         self.meter = meter
         self.max_turns = max_turns
         self.transcript = transcript
+        self.redact = redact
         self.tool_seconds = 0.0
 
     def run(self, system: str, task: str, final_tools: Sequence[FinalTool] = ()) -> AgentResult:
@@ -147,11 +150,22 @@ class Agent:
             self.tool_seconds += time.monotonic() - started
 
     def save(self, system: str, messages: list[dict[str, Any]]) -> None:
-        """Keep the whole conversation on disk, for a person to read after the run."""
+        """Keep the whole conversation on disk, for a person to read after the run: redacted, owner-only."""
         if self.transcript is None:
             return
-        self.transcript.parent.mkdir(parents=True, exist_ok=True)
-        self.transcript.write_text(json.dumps({"system": system, "messages": messages}, indent=1, default=str))
+        write_private(self.transcript, self.redact(json.dumps({"system": system, "messages": messages}, indent=1,
+                                                              default=str)))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read, in directories only its owner may enter."""
+    for directory in reversed((path.parent, *path.parent.parents)):
+        if not directory.exists():
+            directory.mkdir(mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
 
 
 def as_param(block: Any) -> dict[str, Any]:

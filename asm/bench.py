@@ -4,6 +4,10 @@ For each worker count: a fresh repository of sample issues, `celery -A asm worke
 scan, and the clock runs until every issue has its pull request. The ideal is
 ceil(issues / workers) x one issue's model time (its model calls x the scripted latency), so
 efficiency = ideal / duration says how much the fleet itself costs on top of the model.
+
+Each worker count runs with tool commands in bubblewrap and, right after, unconfined
+(ASM_SANDBOX=off), so the two rows side by side show what the sandbox costs the fleet; each
+sandboxed row also times the sandbox alone, per tool command, against the same command unconfined.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import threading
@@ -23,10 +28,13 @@ from typing import TextIO
 from asm.config import load_settings
 from asm.deps import github_client, redis_client
 from asm.github import GitHub
+from asm.jail import Jail, prepare, tool_environment
 from asm.sandbox.fleet import Sandbox, wait_for
 from asm.status import read_history
 
 WORKER_START_TIMEOUT = 60.0
+SANDBOX_SAMPLES = 40  # tool commands timed each way, alternating, for the sandbox's own cost
+SANDBOX_MODES = ("bwrap", "off")
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,8 @@ class BenchRow:
     peak_worker_memory_mb: float
     pull_requests: int
     mean_stage_seconds: dict[str, float]
+    sandbox: str = "bwrap"
+    sandbox_ms_per_command: float | None = None  # the median extra time one tool command spends in the sandbox
 
 
 def group_rss_kb(leader: int) -> int:
@@ -91,9 +101,25 @@ class PeakMemory:
         return self.peak_kb / 1024
 
 
-def measure(box: Sandbox, workers: int, issues: int, latency: float) -> BenchRow:
-    """One row: `workers` slots working `issues` fresh sample issues."""
-    repo = box.create_repo(f"acme/bench-{workers}-workers")
+def sandbox_cost_ms(samples: int = SANDBOX_SAMPLES) -> float:
+    """What bubblewrap adds to one tool command: median time of `true` confined minus unconfined."""
+    confined, unconfined = Jail(), Jail(mode="off")
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory(prefix="asm-bench-sandbox-") as tmp, tempfile.TemporaryFile() as output:
+        tree, scratch = Path(tmp) / "tree", Path(tmp) / "tmp"
+        prepare(tree, scratch, confined.owner)
+        env = tool_environment()
+        for _ in range(samples):  # alternating, so both see the same moments of a noisy machine
+            for jail in (confined, unconfined):
+                started = time.perf_counter()
+                jail.run("true", tree, scratch, env, output)
+                timings[jail.confined].append(time.perf_counter() - started)
+    return round((statistics.median(timings[True]) - statistics.median(timings[False])) * 1000, 1)
+
+
+def measure(box: Sandbox, workers: int, issues: int, latency: float, sandbox: str = "bwrap") -> BenchRow:
+    """One row: `workers` slots working `issues` fresh sample issues, tool commands confined or not."""
+    repo = box.create_repo(f"acme/bench-{workers}-workers-{sandbox}")
     numbers = box.add_sample_issues(issues, repo)
     settings = load_settings(box.env(), dotenv=None)
     from asm.celery_app import app, use_settings
@@ -101,7 +127,7 @@ def measure(box: Sandbox, workers: int, issues: int, latency: float) -> BenchRow
 
     use_settings(settings)
     client = redis_client(settings.redis_url)
-    worker = box.start_ready_worker(workers, f"bench{workers}", WORKER_START_TIMEOUT)
+    worker = box.start_ready_worker(workers, f"bench{workers}{sandbox}", WORKER_START_TIMEOUT, ASM_SANDBOX=sandbox)
     github = GitHub(github_client(settings), settings.ready_label)
     requests_before, calls_before = box.github.request_count, box.model.calls
     with PeakMemory(worker.process.pid) as memory:
@@ -133,6 +159,7 @@ def measure(box: Sandbox, workers: int, issues: int, latency: float) -> BenchRow
         github_requests_per_issue=round((box.github.request_count - requests_before) / issues, 1),
         peak_worker_memory_mb=round(memory.peak_mb, 1), pull_requests=pulls,
         mean_stage_seconds={stage: round(seconds, 3) for stage, seconds in stages.items()},
+        sandbox=sandbox, sandbox_ms_per_command=sandbox_cost_ms() if sandbox != "off" else None,
     )
 
 
@@ -141,34 +168,41 @@ def render(rows: list[BenchRow], latency: float) -> str:
         f"asm bench: {rows[0].issues} issues, scripted model {latency:g}s a call, "
         f"{rows[0].model_calls_per_issue:g} calls an issue",
         "",
-        "| Workers | Duration | Ideal | Speedup | Efficiency | Overhead/issue | of which tools | GitHub req/issue "
-        "| Peak worker memory |",
-        "|---------|----------|-------|---------|------------|----------------|----------------|------------------"
-        "|--------------------|",
+        "| Workers | Sandbox | Duration | Ideal | Speedup | Efficiency | vs off | Overhead/issue | of which tools "
+        "| Sandbox/command | GitHub req/issue | Peak worker memory |",
+        "|---------|---------|----------|-------|---------|------------|--------|----------------|----------------"
+        "|-----------------|------------------|--------------------|",
     ]
+    unconfined = {r.workers: r for r in rows if r.sandbox == "off"}
     for r in rows:
+        off = unconfined.get(r.workers)
+        versus = f"{(r.efficiency - off.efficiency) * 100:+5.1f}" if off and r is not off else "     "
+        cost = f"{r.sandbox_ms_per_command:>12.1f} ms" if r.sandbox_ms_per_command is not None else " " * 15
         lines.append(
-            f"| {r.workers:<7} | {r.duration_s:>7.2f}s | {r.ideal_s:>4.1f}s | {r.speedup:>6.2f}x | "
-            f"{r.efficiency * 100:>9.1f}% | {r.overhead_per_issue_s:>13.3f}s | {r.tool_seconds_per_issue:>13.3f}s | "
-            f"{r.github_requests_per_issue:>16.1f} | "
+            f"| {r.workers:<7} | {r.sandbox:<7} | {r.duration_s:>7.2f}s | {r.ideal_s:>4.1f}s | {r.speedup:>6.2f}x | "
+            f"{r.efficiency * 100:>9.1f}% | {versus:>6} | {r.overhead_per_issue_s:>13.3f}s | "
+            f"{r.tool_seconds_per_issue:>13.3f}s | {cost} | {r.github_requests_per_issue:>16.1f} | "
             f"{r.peak_worker_memory_mb:>15.1f} MB |"
         )
     lines += ["", "Ideal = ceil(issues / workers) x one issue's model time; Efficiency = Ideal / Duration;",
               "Speedup = issues x one issue's model time / Duration; Overhead = a run's time outside model calls,",
-              "of which tools = the agents' own bash and editor commands (the sample's tests run 3 times an issue)."]
+              "of which tools = the agents' own bash and editor commands (the sample's tests run 3 times an issue);",
+              "vs off = efficiency points against the same worker count with ASM_SANDBOX=off, run right after;",
+              "Sandbox/command = median time bubblewrap adds to one tool command (`true`, confined minus unconfined)."]
     return "\n".join(lines)
 
 
 def run_bench(worker_counts: list[int], issues: int, latency: float, as_json: bool,
-              out: TextIO = sys.stdout) -> int:
+              out: TextIO = sys.stdout, sandboxes: tuple[str, ...] = SANDBOX_MODES) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="asm-bench-") as tmp, Sandbox(Path(tmp), model_latency=latency) as box:
         for workers in worker_counts:
-            row = measure(box, workers, issues, latency)
-            rows.append(row)
-            if not as_json:
-                print(f"  {workers} workers: {row.duration_s:.2f}s, efficiency {row.efficiency:.3f}",
-                      file=sys.stderr, flush=True)
+            for sandbox in sandboxes:
+                row = measure(box, workers, issues, latency, sandbox)
+                rows.append(row)
+                if not as_json:
+                    print(f"  {workers} workers, sandbox {sandbox}: {row.duration_s:.2f}s, "
+                          f"efficiency {row.efficiency:.3f}", file=sys.stderr, flush=True)
     if as_json:
         print(json.dumps({"issues": issues, "model_latency_s": latency, "rows": [asdict(r) for r in rows]},
                          indent=2), file=out)

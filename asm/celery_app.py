@@ -6,7 +6,8 @@ import importlib
 import sys
 from typing import Any
 
-from celery import Celery
+import click
+from celery import Celery, signals
 
 from asm.config import Settings, load_settings
 from asm.errors import ConfigError
@@ -85,3 +86,42 @@ def _expose_metrics(**_: Any) -> None:
 
     settings = _settings or load_settings()
     install(lambda: settings, cache(lambda: redis_client(settings.redis_url, patient=False)))
+
+
+@signals.import_modules.connect
+def _lock_flower(sender: Any = None, **_: Any) -> None:
+    """`celery -A asm flower` serves nothing without a login, /metrics included.
+
+    The login is Flower's own (--basic-auth, FLOWER_BASIC_AUTH, OAuth) when it has one, else
+    ASM_FLOWER_AUTH, taken from asm's settings so that it never has to be on a command line. Flower
+    imports the app's modules (this signal) while it builds its web app: after reading its options,
+    before it listens. Celery re-raises what a receiver of this signal raises, so a failure here
+    stops Flower rather than letting it start open.
+    """
+    context = click.get_current_context(silent=True)
+    if sender is not app or context is None or context.info_name != "flower":
+        return
+    from flower.options import default_options as flower
+    from flower.views.monitor import Metrics
+    from tornado.web import authenticated
+
+    try:
+        settings = _settings or load_settings()
+    except ConfigError as problem:
+        print(f"asm: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if not any(flower.basic_auth or ()) and settings.flower_auth:
+        flower.basic_auth = [settings.flower_auth]
+    logins = [login.partition(":") for login in flower.basic_auth or () if login]
+    if not all(user and password for user, _, password in logins):
+        problem = "its basic auth is not user:password (a comma in it starts another login)"
+    elif not (logins or flower.auth):
+        problem = "set ASM_FLOWER_AUTH=user:password"
+    else:
+        problem = ""
+    if problem:
+        print(f"asm: Flower will not start without a login: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    # Flower exempts /metrics from its login so that Prometheus need not log in; asm's series there
+    # name repositories and their spend, so asm's Flower asks the scraper for the login too.
+    Metrics.get = authenticated(Metrics.get)

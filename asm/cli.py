@@ -20,11 +20,13 @@ import requests
 
 from asm.config import Settings, load_settings, require, without_password
 from asm.errors import AsmError, BadInput, ConfigError
+from asm.keys import PAUSED, IssueRef
+
+VOUCHED_SECONDS = 30 * 24 * 3600  # until the run it asked for ends, or a month
 
 
 class Refused(AsmError):
     """The command is understood, but the fleet's state says no (paused, resting)."""
-from asm.keys import PAUSED, IssueRef
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,6 +77,9 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
                            + ("is not set)" if not settings.repos else "has several)"))
         repo = settings.repos[0]
     issue = IssueRef.parse(repo, options.issue)
+    if repo.lower() not in {known.lower() for known in settings.repos}:
+        raise BadInput(f"{repo} is not in ASM_REPOS ({', '.join(settings.repos) or 'unset'}); "
+                       "asm works only the repositories it is set up for")
     github = _github(settings)
     client = _redis(settings)
     info = github.issue(issue)
@@ -84,14 +89,19 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
         raise BadInput(f"{issue} is closed")
     from asm.celery_app import app
     from asm.github import IN_PROGRESS, IN_REVIEW
+    from asm.keys import vouched_key
     from asm.queue import enqueue, in_hand
     from asm.scan import hold_reason
+    from asm.trust import digest
 
     if IN_REVIEW in info.labels:
         raise BadInput(f"{issue} is already in review (labelled {IN_REVIEW})")
     held = hold_reason(client)
     if held:
         raise Refused(f"nothing queued: {held}")
+    # The operator's act: the issue's text as it is now counts as vouched for, whoever labelled it.
+    vouched = {"title_digest": digest(info.title), "body_digest": digest(info.body)}
+    client.set(vouched_key(issue), json.dumps(vouched), ex=VOUCHED_SECONDS)
     task_id = None
     if not in_hand(client, issue, settings.task_time_limit):
         # The worker takes only issues labelled ready (or orphaned in-progress ones): label it so.
@@ -174,7 +184,8 @@ def cmd_demo(options: argparse.Namespace) -> int:
 def cmd_bench(options: argparse.Namespace) -> int:
     from asm.bench import run_bench
 
-    return run_bench(options.workers, options.issues, options.model_latency, options.json)
+    sandboxes = ("bwrap", "off") if options.sandbox == "both" else (options.sandbox,)
+    return run_bench(options.workers, options.issues, options.model_latency, options.json, sandboxes=sandboxes)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -253,6 +264,8 @@ def build_parser() -> Parser:
     bench.add_argument("--workers", type=_worker_counts, default=[1, 2, 3, 5])
     bench.add_argument("--issues", type=_sample_issue_count, default=10)
     bench.add_argument("--model-latency", type=_non_negative_float, default=1.0, metavar="SECONDS")
+    bench.add_argument("--sandbox", choices=("both", "bwrap", "off"), default="both",
+                       help="run each worker count with tool commands in bubblewrap, unconfined, or both (default)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
     return parser

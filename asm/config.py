@@ -15,7 +15,7 @@ from asm.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # use with fullmatch
-SECRET_VARIABLES = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY")
+SECRET_VARIABLES = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "ASM_FLOWER_AUTH")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,15 @@ class Settings:
     github_write_interval: float = 1.0
     """Seconds between two writes to GitHub from one process, as GitHub asks (ASM_GITHUB_WRITE_INTERVAL)."""
     tool_user: str = ""
-    """Run the agents' tool commands as this OS user, not the worker's (ASM_TOOL_USER; needs root)."""
+    """The OS user tool commands run as when the worker runs as root (ASM_TOOL_USER; default `nobody`)."""
+    trusted_permission: str = "write"
+    """Least repository permission of whoever labels, reviews or answers, for asm to act (ASM_TRUSTED_PERMISSION)."""
+    sandbox: str = "bwrap"
+    """How tool commands are confined: `bwrap`, or `off` by explicit choice (ASM_SANDBOX)."""
+    tool_network: bool = False
+    """Outbound network for tool commands, never the host's loopback (ASM_TOOL_NETWORK)."""
+    flower_auth: str = ""
+    """`user:password` for Flower's basic auth (ASM_FLOWER_AUTH; `asm up` generates one)."""
     workspace_dir: Path = Path("./parallel_workspace")
     """Where workspaces live, per worker and issue (ASM_WORKSPACE_DIR)."""
     ready_label: str = "ready-for-dev"
@@ -80,9 +88,11 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The secret values in play, for redaction (a password in ASM_REDIS_URL included)."""
+        """The secret values in play, for redaction (passwords in ASM_REDIS_URL and ASM_FLOWER_AUTH included)."""
         redis_password = urlsplit(self.redis_url).password or ""
-        return tuple(s for s in (self.github_token, self.anthropic_api_key, redis_password) if s)
+        flower_password = self.flower_auth.partition(":")[2]
+        values = (self.github_token, self.anthropic_api_key, redis_password, flower_password)
+        return tuple(dict.fromkeys(s for s in values if s))
 
 
 def _text(value: str) -> str:
@@ -178,6 +188,30 @@ def _tool_user(value: str) -> str:
     return user
 
 
+PERMISSIONS = ("read", "triage", "write", "maintain", "admin")  # GitHub's repository roles, weakest first
+
+
+def _permission(value: str) -> str:
+    permission = value.strip().lower()
+    if permission not in PERMISSIONS:
+        raise ValueError(f"must be one of {', '.join(PERMISSIONS)}")
+    return permission
+
+
+def _sandbox(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in ("bwrap", "off"):
+        raise ValueError("must be bwrap or off")
+    return mode
+
+
+def _user_password(value: str) -> str:
+    user, sep, password = value.strip().partition(":")
+    if not sep or not user or not password:
+        raise ValueError("must be user:password")
+    return value.strip()
+
+
 def _label(value: str) -> str:
     label = value.strip()
     if not label or "," in label:
@@ -197,6 +231,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "ASM_PRICES": ("prices", parse_prices),
     "ASM_GITHUB_WRITE_INTERVAL": ("github_write_interval", _non_negative_float),
     "ASM_TOOL_USER": ("tool_user", _tool_user),
+    "ASM_TRUSTED_PERMISSION": ("trusted_permission", _permission),
+    "ASM_SANDBOX": ("sandbox", _sandbox),
+    "ASM_TOOL_NETWORK": ("tool_network", _boolean),
+    "ASM_FLOWER_AUTH": ("flower_auth", _user_password),
     "ASM_WORKSPACE_DIR": ("workspace_dir", lambda v: Path(v.strip())),
     "ASM_READY_LABEL": ("ready_label", _label),
     "ASM_SCAN_INTERVAL": ("scan_interval", _positive_float),
@@ -256,7 +294,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         try:
             values[field_name] = parse(raw)
         except ValueError as error:
-            raise ConfigError(f"{variable}={without_password(raw)!r}: {error}") from None
+            shown = "(not shown)" if variable in SECRET_VARIABLES else repr(without_password(raw))
+            raise ConfigError(f"{variable}={shown}: {error}") from None
         except ConfigError:
             raise
     values["redis_url_given"] = "redis_url" in values

@@ -34,7 +34,7 @@ def snapshot(client: redis.Redis, settings: Settings, now: float | None = None) 
             "completed": view.completed, "cost_usd": round(view.cost_usd, 6),
             "uptime_seconds": round(now - view.started_at, 1) if view.started_at else None,
             "heartbeat_age_seconds": round(now - view.heartbeat, 1) if view.heartbeat else None,
-            "host": view.host,
+            "host": view.host, "sandbox": view.sandbox,
         })
     repos = sorted(set(settings.repos))
     repo_spend = [float(v or 0) for v in client.mget([repo_day_spend_key(r, day) for r in repos])] if repos else []
@@ -54,6 +54,8 @@ def snapshot(client: redis.Redis, settings: Settings, now: float | None = None) 
             "caps_usd": {"per_issue": settings.max_cost_usd, "per_repo_day": settings.max_cost_per_repo_day_usd,
                          "fleet_day": settings.max_cost_per_day_usd},
         },
+        "unsandboxed": sorted(w["worker"] for w in workers
+                              if w["sandbox"].startswith("off") and w["state"] not in ("stopped", "lost")),
         "totals": {
             "workers": len(workers),
             "working": sum(1 for w in workers if w["state"] == "working"),
@@ -73,6 +75,9 @@ def render(snap: dict[str, Any]) -> str:
     lines = [RULE, f"ASM FLEET STATUS - {clock} UTC", RULE]
     if snap["paused"]:
         lines.append(f"⏸  PAUSED: {snap['paused']}  (clear with `asm resume`)")
+    if snap["unsandboxed"]:
+        lines.append(f"⚠  UNSANDBOXED: {', '.join(snap['unsandboxed'])} run the agents' tool commands "
+                     "unconfined (ASM_SANDBOX=off)")
     if not snap["workers"]:
         lines.append("no workers have reported yet (start one: celery -A asm worker -c 5)")
     for w in snap["workers"]:
@@ -80,7 +85,7 @@ def render(snap: dict[str, Any]) -> str:
         lines.append(
             f"{ICONS.get(w['state'], '?')} {w['worker']:<24} | {w['state']:<8} | {doing:<34} | "
             f"done {w['completed']:>3} | ${w['cost_usd']:>8.4f} | up {duration_text(w['uptime_seconds'] or 0):>8} | "
-            f"beat {_age(w['heartbeat_age_seconds'])}"
+            f"beat {_age(w['heartbeat_age_seconds'])} | sandbox {w['sandbox'] or '?'}"
         )
     lines.append(RULE)
     for key, entry in sorted(snap["running"].items()):

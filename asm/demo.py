@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from asm.config import load_settings
+from asm.config import load_settings, without_password
 from asm.dashboard import render, snapshot
 from asm.deps import redis_client
 from asm.github import IN_REVIEW
@@ -32,7 +32,7 @@ def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout
         use_settings(settings)
         client = redis_client(settings.redis_url)
         print(f"sandbox: GitHub {box.github_server.url}, model {box.model.url} ({latency:g}s a call), "
-              f"Redis {box.redis_url} ({box.redis.kind if box.redis else 'given'})", file=out)
+              f"Redis {without_password(box.redis_url)} ({box.redis.kind if box.redis else 'given'})", file=out)
         print(f"{repo}: {issues} issues labelled ready-for-dev; starting `celery -A asm worker -c {workers}`",
               file=out)
         try:

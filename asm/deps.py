@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import github
@@ -12,8 +13,10 @@ from redis.retry import Retry
 
 from asm.config import Settings
 from asm.github import GitHub
+from asm.jail import Jail
 from asm.ledger import Ledger
 from asm.metrics import Recorder
+from asm.redaction import Secrets
 from asm.workspace import Workspaces
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ class Deps:
     github: GitHub
     model: ModelClient
     workspaces: Workspaces
+    jail: Jail
     ledger: Ledger
     metrics: Recorder
 
@@ -109,15 +113,23 @@ def model_client(settings: Settings, recorder: Recorder | None = None) -> ModelC
                        on_retry=on_retry)
 
 
+def jail(settings: Settings) -> Jail:
+    """How this machine confines tool commands, hiding asm's own files even under system directories."""
+    hidden = (settings.workspace_dir, Path.cwd(), Path.home(), Path(".env"))
+    return Jail(settings.sandbox, settings.tool_network, settings.tool_user, hidden=hidden)
+
+
 def build(settings: Settings) -> Deps:
     client = redis_client(settings.redis_url)
     recorder = Recorder(client)
+    confinement = jail(settings)
     return Deps(
         settings=settings,
         redis=client,
         github=GitHub(github_client(settings, recorder), settings.ready_label),
         model=model_client(settings, recorder),
-        workspaces=Workspaces(settings.workspace_dir, settings.github_token),
+        workspaces=Workspaces(settings.workspace_dir, settings.github_token, confinement, Secrets(settings.secrets)),
+        jail=confinement,
         ledger=Ledger(client, settings.price),
         metrics=recorder,
     )

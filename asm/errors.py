@@ -57,3 +57,15 @@ class WorkspaceError(AsmError):
 
 class GitHubError(AsmError):
     """GitHub refused or failed a request after retries."""
+
+
+class SandboxUnavailable(AsmError):
+    """Tool commands cannot be confined on this machine (bwrap missing or refused); the worker must not start."""
+
+
+class SecretInChange(AsmError):
+    """The team's change holds one of asm's secrets; it is never pushed. The message names files, not the secret."""
+
+
+class Untrusted(AsmError):
+    """The issue was not asked for by someone asm may act for (ASM_TRUSTED_PERMISSION)."""

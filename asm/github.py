@@ -6,12 +6,14 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import github
 from github.GithubException import GithubException, UnknownObjectException
 
 from asm.errors import BadInput, GitHubError
 from asm.keys import IssueRef
+from asm.trust import LEVELS, IssueHistory, Labelled, Version
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,40 @@ class IssueInfo:
 
 
 @dataclass(frozen=True)
+class CommentInfo:
+    author: str | None  # None: a deleted account
+    body: str
+
+
+# Who changed an issue's title, body and labels, and when: what the permission gate reads.
+HISTORY_QUERY = """
+query IssueHistory($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) {
+    issue(number: $number) {
+      title
+      body
+      createdAt
+      includesCreatedEdit
+      author { login }
+      userContentEdits(first: 100) {
+        totalCount
+        nodes { editedAt editor { login } diff deletedAt }
+      }
+      timelineItems(last: 100, itemTypes: [LABELED_EVENT, RENAMED_TITLE_EVENT]) {
+        totalCount
+        nodes {
+          __typename
+          ... on LabeledEvent { createdAt actor { login } label { name } }
+          ... on RenamedTitleEvent { createdAt actor { login } previousTitle currentTitle }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
 class PullInfo:
     number: int
     html_url: str
@@ -73,6 +109,32 @@ def _issue_info(repo: str, issue: github.Issue.Issue) -> IssueInfo:
     )
 
 
+def _login(actor: dict | None) -> str | None:
+    return actor.get("login") if actor else None
+
+
+def _history(issue: dict) -> IssueHistory:
+    """GraphQL's answer as versions of the title and body and label applications, oldest first."""
+    created, author = issue["createdAt"], _login(issue.get("author"))
+    events = sorted((issue.get("timelineItems") or {}).get("nodes") or [], key=lambda e: e.get("createdAt", ""))
+    renames = [e for e in events if e.get("__typename") == "RenamedTitleEvent"]
+    first_title = renames[0]["previousTitle"] if renames else issue["title"]
+    titles = (Version(first_title, created, author, original=True),
+              *(Version(e["currentTitle"], e["createdAt"], _login(e.get("actor"))) for e in renames))
+    edits = sorted((issue.get("userContentEdits") or {}).get("nodes") or [], key=lambda e: e["editedAt"])
+    if not edits:
+        bodies: tuple[Version, ...] = (Version(issue.get("body") or "", created, author, original=True),)
+    else:
+        # With the created edit listed, the oldest entry is the text the issue was opened with.
+        opened = bool(issue.get("includesCreatedEdit"))
+        bodies = tuple(Version(None if e.get("deletedAt") else (e.get("diff") or ""), e["editedAt"],
+                               _login(e.get("editor")), original=opened and index == 0)
+                       for index, e in enumerate(edits))
+    labels = tuple(Labelled(e["label"]["name"], e["createdAt"], _login(e.get("actor")))
+                   for e in events if e.get("__typename") == "LabeledEvent" and e.get("label"))
+    return IssueHistory(titles, bodies, labels)
+
+
 def _pull_info(pull: github.PullRequest.PullRequest) -> PullInfo:
     # `merged_at`, not `merged`: the list payload has only the former (see _issue_info).
     return PullInfo(pull.number, pull.html_url or "", pull.head.ref, pull.base.ref, pull.state or "open",
@@ -89,6 +151,7 @@ class GitHub:
         self.ready_label = ready_label
         self._labelled_repos: set[str] = set()
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
+        self._login: str | None = None
 
     def _repo(self, name: str) -> github.Repository.Repository:
         """The repository, not fetched: asm only ever reads and writes below it."""
@@ -169,8 +232,47 @@ class GitHub:
         except GithubException as error:
             raise GitHubError(f"could not comment on {ref}: {error.status}") from None
 
-    def comments(self, ref: IssueRef) -> list[str]:
-        return [comment.body for comment in self._repo(ref.repo).get_issue(ref.number).get_comments()]
+    def comments(self, ref: IssueRef) -> list[CommentInfo]:
+        """Every comment on the issue, with its author."""
+        return [CommentInfo(comment.user.login if comment.user else None, comment.body or "")
+                for comment in self._issue(ref).get_comments()]
+
+    def whoami(self) -> str:
+        """The login asm acts as (its token's user), asked once per process."""
+        if self._login is None:
+            try:
+                self._login = self.client.get_user().login
+            except GithubException as error:
+                raise GitHubError(f"GitHub refused to say who the token belongs to: {error.status}") from None
+        return self._login
+
+    def permission(self, repo: str, login: str) -> str:
+        """`login`'s role on the repository (admin, maintain, write, triage, read), or `none`."""
+        try:
+            _, data = self.client.requester.requestJsonAndCheck(
+                "GET", f"/repos/{repo}/collaborators/{quote(login, safe='')}/permission")
+        except UnknownObjectException:
+            return "none"
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused to tell {login}'s permission on {repo}: {error.status}") from None
+        role = data.get("role_name")
+        # A custom role is named freely; its base permission (admin, write, read) says what it may do.
+        return role if role in LEVELS else str(data.get("permission") or "none")
+
+    def history(self, ref: IssueRef) -> IssueHistory:
+        """Who set the issue's title, body and labels, and when (GraphQL: REST has no edit history)."""
+        owner, name = ref.repo.split("/", 1)
+        try:
+            _, data = self.client.requester.graphql_query(HISTORY_QUERY,
+                                                          {"owner": owner, "name": name, "number": ref.number})
+        except UnknownObjectException:
+            raise BadInput(f"issue {ref} was not found") from None
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused the history of {ref}: {error.status}") from None
+        issue = ((data.get("data") or {}).get("repository") or {}).get("issue")
+        if issue is None:
+            raise BadInput(f"issue {ref} was not found")
+        return _history(issue)
 
     def find_pull(self, ref: IssueRef) -> PullInfo | None:
         """The open pull request from the issue's branch, if one exists."""

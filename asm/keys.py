@@ -80,6 +80,11 @@ def attempts_key(issue: IssueRef) -> str:
     return f"{PREFIX}attempts:{issue.key}"
 
 
+def vouched_key(issue: IssueRef) -> str:
+    """Digests of the issue's title and body as the operator queued it with `asm enqueue`."""
+    return f"{PREFIX}vouched:{issue.key}"
+
+
 def told_key(issue: IssueRef, what: str) -> str:
     """Set while a comment about `what` was made lately, so a repeating condition is said once."""
     return f"{PREFIX}told:{what}:{issue.key}"

@@ -23,8 +23,10 @@ from asm.errors import (
     ClaimLost,
     FleetPaused,
     ModelUnavailable,
+    SecretInChange,
     TimeLimitReached,
     TurnLimitReached,
+    Untrusted,
 )
 from asm.github import (
     AI_FAILED,
@@ -35,6 +37,7 @@ from asm.github import (
     PullInfo,
     RepoInfo,
 )
+from asm.jail import SHOWN_ROOT
 from asm.keys import (
     MODEL_OUTAGES,
     MODEL_RESTING,
@@ -43,6 +46,7 @@ from asm.keys import (
     approved_key,
     attempts_key,
     told_key,
+    vouched_key,
 )
 from asm.ledger import Caps, IssueMeter
 from asm.locks import Claim
@@ -50,9 +54,11 @@ from asm.progress import Report, Tracker
 from asm.queue import forget
 from asm.report import RunFacts, pull_body, redact
 from asm.roles import TEAM
+from asm.sanitize import sanitize
 from asm.status import WorkerStatus, paused_reason
-from asm.team import Team
-from asm.tools import Workspace, tool_identity
+from asm.team import IssueText, Team
+from asm.tools import WorkingTree
+from asm.trust import OperatorVouch, Vouched, vouch
 from asm.workflow import Outcome, run_workflow
 from asm.workspace import Checkout, Pending
 
@@ -66,6 +72,8 @@ MAX_ATTEMPTS = 3
 # at first, doubling with each outage in a row, up to MODEL_REST_MAX_SECONDS.
 MODEL_REST_MAX_SECONDS = 900.0
 TOLD_SECONDS = 3600
+# A refused issue is told why once a day, however often someone puts the label back.
+UNTRUSTED_TOLD_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,9 @@ def process_issue(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Rep
 def _deliver(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report,
              time_up: tuple[type[BaseException], ...]) -> Result:
     forget(deps.redis, issue)
+    if issue.repo.lower() not in {repo.lower() for repo in deps.settings.repos}:
+        # Tasks come through Redis: a forged or stale one must not point asm at another repository.
+        return Result(f"{issue}: refused, {issue.repo} is not in ASM_REPOS", "refused")
     reason = paused_reason(deps.redis)
     if reason:
         return Result(f"{issue}: not started, the fleet is paused ({reason})", "paused")
@@ -138,6 +149,10 @@ class IssueRun:
         skip = self.why_skip(info)
         if skip:
             return Result(f"{self.issue}: skipped, {skip}", "skipped")
+        try:
+            vouched = self.vouched()
+        except Untrusted as refusal:
+            return self.refuse(str(refusal))
         capped = self.deps.ledger.day_cap_reached(self.issue.repo, self.caps,
                                                   self.deps.ledger.worst_case(0, MAX_OUTPUT_TOKENS))
         if capped:
@@ -153,7 +168,7 @@ class IssueRun:
         self.status.working(self.issue)
         result = Result(f"{self.issue}: stopped", "stopped")
         try:
-            result = self.work(info)
+            result = self.work(info, vouched)
             return result
         finally:
             stage_seconds = self.progress.close_stage()
@@ -176,7 +191,31 @@ class IssueRun:
             return f"not labelled {self.settings.ready_label}"
         return None
 
-    def work(self, info: IssueInfo) -> Result:
+    def vouched(self) -> Vouched:
+        """The issue's text as someone trusted asked for it; Untrusted when nobody trusted did."""
+        raw = self.deps.redis.get(vouched_key(self.issue))
+        operator = OperatorVouch(**json.loads(raw)) if raw else None
+        permissions: dict[str, str] = {}
+
+        def permission_of(login: str) -> str:
+            if login not in permissions:
+                permissions[login] = self.github.permission(self.issue.repo, login)
+            return permissions[login]
+
+        return vouch(self.github.history(self.issue), self.settings.ready_label, self.github.whoami(),
+                     permission_of, self.settings.trusted_permission, operator)
+
+    def refuse(self, reason: str) -> Result:
+        """Not asked for by anyone asm may act for: say why (once a day), take the label off, start nothing."""
+        if self.deps.redis.set(told_key(self.issue, "untrusted"), 1, nx=True, ex=UNTRUSTED_TOLD_SECONDS):
+            self.board.say("did not start on this issue.", reason)
+        for label in (self.settings.ready_label, IN_PROGRESS):
+            if label in self.board.labels:
+                self.board.drop_label(label)
+        return Result(f"{self.issue}: not started, not asked for by a user with "
+                      f"{self.settings.trusted_permission} permission", "untrusted")
+
+    def work(self, info: IssueInfo, vouched: Vouched) -> Result:
         repo = self.github.repo(self.issue.repo)
         resumed = IN_PROGRESS in info.labels
         self.board.set_label(IN_PROGRESS)
@@ -190,12 +229,13 @@ class IssueRun:
                              "Each one was interrupted (a worker killed, or the hard time limit). Label the issue "
                              f"`{self.settings.ready_label}` to try again once the cause is fixed.")
         self.progress.spent = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
+        self.issue_title = sanitize(vouched.title)
+        left_out = f"; edits since by {', '.join(vouched.left_out)} were not used" if vouched.left_out else ""
         self.board.say(("resumed the interrupted run" if resumed else "picked up this issue")
-                       + ": Architect → Security → Tester → Product Owner.")
-        pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch,
-                                             tool_identity(self.settings.tool_user))
+                       + f" as asked by {vouched.by}{left_out}: Architect → Security → Tester → Product Owner.")
+        pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
         try:
-            self.crew = self.team(info, pending)
+            self.crew = self.team(vouched, pending)
             outcome = run_workflow(self.crew.perform, self.settings.max_revisions, self.progress.on_step)
             ending = self.conclude(outcome, pending.wait(), repo)
         except BudgetExceeded as stop:
@@ -204,6 +244,8 @@ class IssueRun:
                              "again to retry (the spend so far stays counted).")
         except TurnLimitReached as stop:
             return self.fail("gave up: a role ran out of turns.", f"{stop} (ASM_MAX_TURNS).")
+        except SecretInChange as leak:
+            return self.fail("stopped: the team's change holds a secret of asm's; nothing was pushed.", str(leak))
         except ModelUnavailable as busy:
             return self.rest_model(busy)
         except FleetPaused as stop:
@@ -230,15 +272,19 @@ class IssueRun:
         # finds the PR and finishes the labels.
         return self.in_review(ending) if isinstance(ending, PullInfo) else ending
 
-    def team(self, info: IssueInfo, pending: Pending) -> Team:
+    def team(self, vouched: Vouched, pending: Pending) -> Team:
         meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, self.caps,
                            checks=(self.claim.check, self.check_time), on_charge=self.progress.charged)
-        context = {"repo": self.issue.repo, "root": str(pending.path), "branch": self.issue.branch,
-                   "issue_key": self.issue.key, "title": info.title, "body": info.body or "(no description)"}
+        jail = self.deps.jail
+        tree = WorkingTree(pending.tree, SHOWN_ROOT if jail.confined else str(pending.tree), pending.scratch,
+                           owner=jail.owner, ready=pending.wait)
+        context = {"repo": self.issue.repo, "root": tree.shown_root, "branch": self.issue.branch,
+                   "issue_key": self.issue.key}
+        # What reaches the model: the vouched text, with everything GitHub would not show removed.
+        issue = IssueText(self.issue.key, sanitize(vouched.title), sanitize(vouched.body))
         transcripts = self.settings.workspace_dir / ".transcripts" / self.issue.workspace_name
-        workspace = Workspace(pending.path, pending.home, ready=pending.wait,
-                              owner=tool_identity(self.settings.tool_user))
-        return Team(self.deps.model, meter, workspace, context, self.settings.max_turns, transcripts)
+        return Team(self.deps.model, meter, tree, jail, issue, context, self.settings.max_turns, transcripts,
+                    redact=lambda text: redact(text, self.settings.secrets))
 
     def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> Result | PullInfo:
         """An ending for every outcome but approval; for approval, the pull request it opened."""
@@ -271,6 +317,8 @@ class IssueRun:
         """Set the label that ends the run and forget the run's bookkeeping."""
         self.board.set_label(label)
         self.deps.redis.delete(attempts_key(self.issue), approved_key(self.issue))
+        if label != self.settings.ready_label:  # the operator's word was for this request, now answered
+            self.deps.redis.delete(vouched_key(self.issue))
         outcome = "given-back" if label == self.settings.ready_label else label
         return Result(f"{self.issue}: {summary}", outcome, completed=completed, requeue_after=requeue_after)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,36 +10,47 @@ from typing import TYPE_CHECKING
 
 from asm.keys import IssueRef
 from asm.ledger import Spend
+from asm.redaction import REDACTED as REDACTED  # REDACTED: where callers have always found it
+from asm.redaction import Secrets
 
 if TYPE_CHECKING:
     from asm.workflow import Outcome
 
-REDACTED = "[redacted]"
 NOTE_LIMIT = 8_000  # characters of one role's notes in a PR body (4 roles + verdict stay far below 65,536)
 FILES_LIMIT = 200
 COMMENT_PREFIX = "🤖 **asm**:"  # how every comment of asm's begins (the scan recognises its runs by it)
 
 
+@functools.lru_cache(maxsize=32)
+def _matcher(secrets: tuple[str, ...]) -> Secrets:
+    return Secrets(secrets)  # compiled once per set of values; they are fixed for a process
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value in text; nothing asm writes may carry one."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
-    return text
+    """Replace every secret value in text, plain, hex, base64 or percent-encoded; nothing asm writes may carry one."""
+    return _matcher(tuple(secrets)).redact(text)
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that takes secrets out of every record's final message."""
+    """A logging filter that takes secrets, in any encoding, out of every record's message and traceback."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = tuple(secrets)
+        self.matcher = _matcher(self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message, self.secrets)
+        cleaned = self.matcher.redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Formatters print exc_text when it is set, so the traceback is cleaned once, here.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.matcher.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.matcher.redact(record.stack_info)
         return True
 
 

@@ -86,7 +86,8 @@ def is_orphan(github: GitHub, client: redis.Redis, issue: IssueRef) -> bool:
     """In-progress, nobody holds its claim, and asm is the one that started it.
 
     `in-progress` is a common label for people's own work too: asm adopts only issues its runs
-    marked (an attempts counter in Redis, or, if Redis lost it, asm's own comment on the issue).
+    marked (an attempts counter in Redis, or, if Redis lost it, a comment asm's own account wrote:
+    anyone can write a comment that only looks like asm's).
     """
     if client.exists(issue.claim_key):
         return False  # a live worker holds it
@@ -96,7 +97,8 @@ def is_orphan(github: GitHub, client: redis.Redis, issue: IssueRef) -> bool:
     # or every scan would read them again. (A run of asm's sets the attempts record first.)
     if client.exists(told_key(issue, "not-ours")):
         return False
-    if any(body.startswith(COMMENT_PREFIX) for body in github.comments(issue)):
+    me = github.whoami()
+    if any(c.author == me and c.body.startswith(COMMENT_PREFIX) for c in github.comments(issue)):
         return True
     client.set(told_key(issue, "not-ours"), 1, ex=NOT_OURS_SECONDS)
     return False

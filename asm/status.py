@@ -23,12 +23,13 @@ HISTORY_LENGTH = 1000
 class WorkerStatus:
     """One worker slot's status hash, with a heartbeat thread while the process lives."""
 
-    def __init__(self, client: redis.Redis, worker: str, host: str, pid: int) -> None:
+    def __init__(self, client: redis.Redis, worker: str, host: str, pid: int, sandbox: str = "") -> None:
         self.client = client
         self.worker = worker
         self.key = worker_key(worker)
         self.host = host
         self.pid = pid
+        self.sandbox = sandbox  # how its tool commands are confined, in words
         self._stop = threading.Event()
         self.running: dict[str, Any] = {}
 
@@ -38,7 +39,7 @@ class WorkerStatus:
         pipe = self.client.pipeline()
         pipe.sadd(WORKERS, self.worker)
         pipe.hset(self.key, mapping={"state": "idle", "issue": "", "stage": "", "host": self.host,
-                                     "pid": self.pid, "started_at": now, "heartbeat": now})
+                                     "pid": self.pid, "started_at": now, "heartbeat": now, "sandbox": self.sandbox})
         pipe.hsetnx(self.key, "completed", 0)
         pipe.hsetnx(self.key, "cost_usd", 0)
         pipe.execute()
@@ -102,6 +103,12 @@ class WorkerView:
     started_at: float
     heartbeat: float
     host: str
+    sandbox: str = ""
+
+    @property
+    def unconfined(self) -> bool:
+        """Whether its tool commands run without a sandbox (ASM_SANDBOX=off)."""
+        return self.sandbox.startswith("off")
 
     def shown_state(self, now: float) -> str:
         """`lost` when a live-looking worker stopped beating."""
@@ -125,6 +132,7 @@ def read_workers(client: redis.Redis) -> list[WorkerView]:
             stage=fields.get("stage", ""), completed=int(fields.get("completed", 0)),
             cost_usd=float(fields.get("cost_usd", 0)), started_at=float(fields.get("started_at", 0)),
             heartbeat=float(fields.get("heartbeat", 0)), host=fields.get("host", ""),
+            sandbox=fields.get("sandbox", ""),
         ))
     return views
 

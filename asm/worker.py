@@ -6,11 +6,13 @@ import ctypes
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from asm.config import SECRET_VARIABLES, load_settings
-from asm.deps import Deps, build
+from asm.deps import Deps, build, jail
+from asm.errors import SandboxUnavailable
 from asm.report import RedactingFilter
 from asm.status import WorkerStatus
 
@@ -48,15 +50,27 @@ def harden_process() -> None:
 
 
 def harden_main() -> None:
-    """In the worker's main process, before the pool forks: the same protection, and a warning."""
+    """In the worker's main process, before the pool forks: the same protection, and the sandbox check.
+
+    A worker that cannot confine tool commands does not start, unless ASM_SANDBOX=off says so.
+    """
     harden_process()
     dotenv = Path(".env")
     if dotenv.is_file() and dotenv.stat().st_mode & 0o077:
-        log.warning(".env can be read by other users (and their tool commands): chmod 600 .env")
-    if os.geteuid() == 0 and not load_settings().tool_user:
-        # Non-dumpable does not stop root: a tool command run as root can still read our environment.
-        log.warning("running as root without ASM_TOOL_USER: the agents' tool commands run as root too, and "
-                    "could read this worker's environment from /proc; set ASM_TOOL_USER to an unprivileged user")
+        log.warning(".env can be read by other users: chmod 600 .env")
+    settings = load_settings()
+    confinement = jail(settings)
+    if not confinement.confined:
+        log.warning("ASM_SANDBOX=off: the agents' tool commands run UNCONFINED on this machine, as %s, with "
+                    "its network, its processes and every file that user can read; `asm status` shows it",
+                    confinement.tool_user or "the worker's own user")
+        return
+    try:
+        confinement.check()
+    except SandboxUnavailable as problem:
+        print(f"asm: the worker will not start: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    log.info("tool commands run in %s", confinement.describe())
 
 
 def configure_logging(level: str, secrets: tuple[str, ...]) -> None:
@@ -79,7 +93,7 @@ def start(slot: int | None) -> WorkerContext:
     # The clients hold what they need; no child process (git, a tool command) inherits a secret.
     for variable in SECRET_VARIABLES:
         os.environ.pop(variable, None)
-    status = WorkerStatus(deps.redis, worker_id(slot), socket.gethostname(), os.getpid())
+    status = WorkerStatus(deps.redis, worker_id(slot), socket.gethostname(), os.getpid(), deps.jail.describe())
     status.start()
     _current = WorkerContext(deps, status)
     log.info("worker %s ready", status.worker)

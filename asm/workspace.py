@@ -1,9 +1,14 @@
-"""Git workspaces: one mirror per repository per machine, a cheap local clone per issue, commit, push.
+"""Git workspaces: a mirror per repository per machine; per issue, the agents' tree and asm's own repository.
+
+The agents work in a tree of their own (a full clone sharing no file with anything else), only
+ever through the sandbox. asm never runs git in it: it takes the change out as data (a binary diff
+made inside the sandbox), applies it to a repository of its own that the sandbox never shows (a
+bare clone only asm writes), checks it for secrets, and commits and pushes from there.
 
 The token never lands in a URL or a `.git/config`: git asks a credential helper that asm passes
 through `GIT_CONFIG_*` environment variables of asm's own git processes that talk to the remote,
-and that reads the token from their environment. Tool commands run by the agent get neither.
-git runs through subprocess with exactly the environment built here (not the worker's, merged).
+and that reads the token from their environment. Tool commands get neither. git runs through
+subprocess with exactly the environment built here (not the worker's, merged).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from asm.errors import WorkspaceError
+from asm.errors import SecretInChange, WorkspaceError
+from asm.jail import Jail, Limits, prepare, tool_environment
 from asm.keys import IssueRef
+from asm.redaction import Secrets
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,14 @@ REMOTE_ATTEMPTS = 3
 REMOTE_BACKOFF_SECONDS = 2.0
 LEFT_BY_TOOLS = ("__pycache__/", "*.pyc", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".venv/",
                  "node_modules/", ".tox/", ".coverage")
+MAX_CHANGE_BYTES = 100 << 20  # a bigger diff is not a change a person will review
+EXTRACT_SECONDS = 300
+# Run inside the sandbox, in the agents' tree: everything they changed since the base, as data.
+# Their own git config applies there, which is theirs to shape: only the output leaves.
+# What git cannot add (an empty nested repository, an unreadable file) is left out, not fatal.
+EXTRACT_COMMAND = ("git add --all --ignore-errors . >/dev/null 2>&1; git diff --cached --binary --full-index "
+                   "--no-color --no-ext-diff --no-textconv --no-renames {base}")
+GITLINK = "160000"  # a nested repository's entry: never part of a change asm pushes
 AUTHOR_NAME = "asm"
 AUTHOR_EMAIL = "asm@users.noreply.github.com"
 # Answers git's credential question with ASM_GIT_TOKEN, but only for https to the host asm is
@@ -54,8 +69,6 @@ def git_environment(token: str, host: str = "") -> dict[str, str]:
         # The agent could have written hooks or config; asm's own git must not run anything of theirs.
         ("core.hooksPath", os.devnull),
         ("core.fsmonitor", "false"),
-        # Workspaces may belong to ASM_TOOL_USER; asm's git still works in them.
-        ("safe.directory", "*"),
         # A fetch must not garbage-collect the mirror under a clone running from it.
         ("gc.auto", "0"),
         ("commit.gpgSign", "false"),
@@ -94,18 +107,27 @@ def _file_lock(path: Path, shared: bool = False) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Checkout:
-    """An issue's working tree on its branch."""
+    """An issue's workspace: the agents' tree and scratch, and asm's own repository beside them."""
 
     path: Path
     branch: str
     base: str
     base_sha: str
-    git_config: str  # .git/config as asm wrote it, restored before asm runs git again
 
     @property
-    def home(self) -> Path:
-        """HOME for tool commands: next to the working tree, so nothing they keep lands in the commit."""
-        return self.path.with_name(f".home-{self.path.name}")
+    def tree(self) -> Path:
+        """The agents' working tree: a clone of their own, seen by tool commands as /workspace."""
+        return self.path / "tree"
+
+    @property
+    def scratch(self) -> Path:
+        """The agents' /tmp (and HOME), kept between their commands, never part of the change."""
+        return self.path / "tmp"
+
+    @property
+    def repo(self) -> Path:
+        """asm's own bare repository: the change is applied, committed and pushed here, never seen by tools."""
+        return self.path / "asm.git"
 
 
 class Pending:
@@ -113,7 +135,8 @@ class Pending:
 
     def __init__(self, path: Path, future: Future[Checkout]) -> None:
         self.path = path
-        self.home = path.with_name(f".home-{path.name}")
+        self.tree = path / "tree"
+        self.scratch = path / "tmp"
         self.future = future
 
     def wait(self) -> Checkout:
@@ -123,33 +146,47 @@ class Pending:
 class Workspaces:
     """Creates, commits, pushes and removes issue workspaces under one root."""
 
-    def __init__(self, root: Path, token: str, mirror_fresh_seconds: float = MIRROR_FRESH_SECONDS) -> None:
+    def __init__(self, root: Path, token: str, jail: Jail, secrets: Secrets,
+                 mirror_fresh_seconds: float = MIRROR_FRESH_SECONDS) -> None:
         self.root = Path(os.path.abspath(root))
+        self.jail = jail
+        self.secrets = secrets
         self.mirror_fresh_seconds = mirror_fresh_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workspace")
         # Only commands that talk to the remote get the token; local ones run without it.
         self.remote_env = git_environment(token)
         self.local_env = git_environment("")
 
-    def _git(self, *args: str, cwd: Path | None = None, remote: str = "") -> str:
+    def _git(self, *args: str, cwd: Path | None = None, remote: str = "", env: dict[str, str] | None = None,
+             stdin: bytes | None = None) -> str:
         """Run git with exactly asm's environment (the token only when talking to `remote`)."""
-        env = self.local_env
+        base = self.local_env
         if remote:
-            env = {**self.remote_env, "ASM_GIT_HOST": urlsplit(remote).netloc.rpartition("@")[2]}
+            base = {**self.remote_env, "ASM_GIT_HOST": urlsplit(remote).netloc.rpartition("@")[2]}
         attempts = REMOTE_ATTEMPTS if remote else 1
         for attempt in range(1, attempts + 1):
-            done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+            done = subprocess.run(["git", *args], cwd=cwd, env={**base, **(env or {})}, input=stdin,
+                                  capture_output=True)
             if done.returncode == 0:
-                return done.stdout
+                return done.stdout.decode(errors="replace")
             if attempt < attempts:  # the network, or GitHub, having a bad moment
                 time.sleep(REMOTE_BACKOFF_SECONDS * attempt)
         # stderr may quote a URL but never a token: none is ever in a URL or argument.
-        raise WorkspaceError(f"git {args[0]} failed: {done.stderr.strip()[-500:]}")
+        raise WorkspaceError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
+
+    def _private(self, path: Path) -> Path:
+        """A directory of asm's that no other user of the machine may read (mirrors may be private).
+
+        Unconfined tool commands run as another user must still reach the tree: they may pass through.
+        """
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700 if self.jail.confined or self.jail.owner is None else 0o711)
+        return path
 
     def mirror(self, repo: str, clone_url: str) -> Path:
         """This machine's mirror of the repository, fetched unless another run just fetched it."""
         owner, name = repo.split("/", 1)
-        path = self.root / ".mirrors" / f"{owner}__{name}.git"
+        path = self._private(self.root / ".mirrors") / f"{owner}__{name}.git"
         marker = path / "asm-fetched"  # holds the clone URL; its age says when the mirror was fetched
         with _file_lock(path.with_suffix(".lock")):
             if not (path / "HEAD").exists():
@@ -167,70 +204,109 @@ class Workspaces:
     def path_for(self, worker: str, issue: IssueRef) -> Path:
         return self.root / worker / issue.workspace_name
 
-    def start(self, worker: str, issue: IssueRef, clone_url: str, base: str,
-              owner: tuple[int, int] | None = None) -> Pending:
+    def start(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Pending:
         """Begin `create` on a thread, so the clone overlaps the model's first turn."""
-        future = self._executor.submit(self.create, worker, issue, clone_url, base, owner)
+        future = self._executor.submit(self.create, worker, issue, clone_url, base)
         return Pending(self.path_for(worker, issue), future)
 
-    def create(self, worker: str, issue: IssueRef, clone_url: str, base: str,
-               owner: tuple[int, int] | None = None) -> Checkout:
-        """A fresh working tree for the issue on `ai-feature/issue-N`, branched from `base`."""
+    def create(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Checkout:
+        """A fresh workspace: asm's repository, and the agents' tree on `ai-feature/issue-N` from `base`."""
         mirror = self.mirror(issue.repo, clone_url)
+        self._private(self.root)
         path = self.path_for(worker, issue)
         shutil.rmtree(path, ignore_errors=True)  # what an interrupted attempt left
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A local clone hard-links the mirror's objects: no network, almost no disk.
+        self._private(path)
+        checkout = Checkout(path, issue.branch, base, "")
         with _file_lock(mirror.with_suffix(".lock"), shared=True):
-            self._git("clone", "--quiet", "--no-checkout", str(mirror), str(path))
-        self._git("remote", "set-url", "origin", clone_url, cwd=path)
-        self._git("checkout", "--quiet", "-B", issue.branch, f"origin/{base}", cwd=path)
-        # What tools leave behind is never part of the change, whatever the repository ignores itself.
-        (path / ".git" / "info").mkdir(exist_ok=True)
-        with open(path / ".git" / "info" / "exclude", "a") as exclude:
+            # asm's repository may share the mirror's objects (hard links): only asm writes either.
+            self._git("clone", "--bare", "--quiet", str(mirror), str(checkout.repo))
+            # The agents' tree must share nothing: a hard-linked object written through it would
+            # change the mirror, and every later run of every issue.
+            self._git("clone", "--quiet", "--no-hardlinks", "--no-checkout", str(mirror), str(checkout.tree))
+        base_sha = self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{base}^{{commit}}",
+                             cwd=checkout.repo).strip()
+        # The last time asm runs git in the tree: freshly cloned, nothing of the agents' in it yet.
+        self._git("remote", "set-url", "origin", clone_url, cwd=checkout.tree)
+        self._git("checkout", "--quiet", "-B", issue.branch, base_sha, cwd=checkout.tree)
+        # What tools leave behind stays out of the agents' `git status`, whatever the repository ignores.
+        with open(checkout.tree / ".git" / "info" / "exclude", "a") as exclude:
             exclude.write("\n".join(("", *LEFT_BY_TOOLS, "")))
-        base_sha = self._git("rev-parse", "HEAD", cwd=path).strip()
-        checkout = Checkout(path, issue.branch, base, base_sha, (path / ".git" / "config").read_text())
-        shutil.rmtree(checkout.home, ignore_errors=True)
-        checkout.home.mkdir()
-        if owner is not None:  # tool commands run as another user: the tree is theirs, .git stays ours
-            for top in (checkout.path, checkout.home):
-                for directory, subdirectories, files in os.walk(top):
-                    if Path(directory) == checkout.path:
-                        subdirectories.remove(".git")
-                    for name in (directory, *(os.path.join(directory, f) for f in files)):
-                        os.lchown(name, *owner)
-        return checkout
+        prepare(checkout.tree, checkout.scratch, self.jail.owner)
+        return Checkout(path, issue.branch, base, base_sha)
 
-    def _reclaim(self, checkout: Checkout) -> None:
-        """Undo what a tool command may have done to `.git` that would make asm's git act for it."""
-        dot_git = checkout.path / ".git"
-        if dot_git.is_symlink() or not dot_git.is_dir():
-            raise WorkspaceError("the workspace's .git was replaced; refusing to commit or push from it")
-        # e.g. a url.*.insteadOf would send the push (and the token) elsewhere.
-        (dot_git / "config").write_text(checkout.git_config)
-        # Both make git read config (and commands to run) from elsewhere.
-        for smuggler in ("commondir", "config.worktree"):
-            target = dot_git / smuggler
-            if target.is_symlink() or target.is_file():
-                target.unlink()
-            elif target.exists():
-                shutil.rmtree(target)
+    def extract(self, checkout: Checkout) -> bytes:
+        """The team's change as a binary diff against the base, made inside the sandbox."""
+        errors_path = checkout.path / "extract.err"
+        env = {**tool_environment(), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        limits = Limits(file_bytes=MAX_CHANGE_BYTES)
+        with open(checkout.path / "change.patch", "w+b") as patch, open(errors_path, "w+b") as errors:
+            done = self.jail.run(EXTRACT_COMMAND.format(base=checkout.base_sha), checkout.tree, checkout.scratch,
+                                 env, patch, errors, timeout=EXTRACT_SECONDS, limits=limits)
+            errors.seek(0)
+            said = errors.read()[-1000:].decode(errors="replace").strip()
+            if done.stopped or done.exit_code != 0:
+                raise WorkspaceError("could not take the team's change out of the working tree "
+                                     f"({done.stopped or f'exit code {done.exit_code}'}): {said[-500:]}")
+            patch.seek(0)
+            return patch.read()
 
     def commit(self, checkout: Checkout, message: str) -> str | None:
-        """Commit everything the team changed; the branch's head, or None when it changed nothing."""
-        self._reclaim(checkout)
-        self._git("add", "--all", cwd=checkout.path)
-        if self._git("status", "--porcelain", cwd=checkout.path).strip():
-            self._git("commit", "--quiet", "--no-verify", "-m", message, cwd=checkout.path)
-        head = self._git("rev-parse", "HEAD", cwd=checkout.path).strip()
-        return head if head != checkout.base_sha else None
+        """Apply the team's change to asm's repository and commit it on the issue branch; None if nothing changed.
+
+        SecretInChange when a file the change writes (or its name) holds one of asm's secrets.
+        """
+        change = self.extract(checkout)
+        if not change.strip():
+            return None
+        patch = checkout.path / "change.patch"
+        index = {"GIT_INDEX_FILE": str(checkout.path / "asm.index")}
+        repo = checkout.repo
+        self._git("read-tree", checkout.base_sha, cwd=repo, env=index)
+        # git apply refuses paths in .git, outside the tree, or beyond a symbolic link.
+        self._git("apply", "--cached", "--binary", "--whitespace=nowarn", *_excludes(LEFT_BY_TOOLS), str(patch),
+                  cwd=repo, env=index)
+        written = self._written(checkout, index)
+        nested = [path for mode, _, path in written if mode == GITLINK]
+        if nested:  # mode 0 removes an entry, and needs no work tree (asm's repository has none)
+            removal = "".join(f"0 {'0' * 40}\t{path}\0" for path in nested).encode()
+            self._git("update-index", "-z", "--index-info", cwd=repo, env=index, stdin=removal)
+        self._refuse_secrets(checkout, [(sha, path) for mode, sha, path in written if mode != GITLINK])
+        tree = self._git("write-tree", cwd=repo, env=index).strip()
+        if tree == self._git("rev-parse", f"{checkout.base_sha}^{{tree}}", cwd=repo).strip():
+            return None
+        head = self._git("commit-tree", tree, "-p", checkout.base_sha, "-m", message, cwd=repo).strip()
+        self._git("update-ref", f"refs/heads/{checkout.branch}", head, cwd=repo)
+        return head
+
+    def _written(self, checkout: Checkout, index: dict[str, str]) -> list[tuple[str, str, str]]:
+        """(mode, blob, path) of every file the applied change adds or modifies."""
+        raw = self._git("diff", "--cached", "--raw", "-z", "--no-renames", "--diff-filter=AM", checkout.base_sha,
+                        cwd=checkout.repo, env=index)
+        fields = raw.split("\0")
+        # Each entry is ":old_mode new_mode old_sha new_sha status" then the path.
+        return [(fields[i].split()[1], fields[i].split()[3], fields[i + 1])
+                for i in range(0, len(fields) - 1, 2) if fields[i]]
+
+    def _refuse_secrets(self, checkout: Checkout, written: list[tuple[str, str]]) -> None:
+        """Raise SecretInChange naming every file written that holds a secret (or has one in its name)."""
+        leaking = [path for _, path in written if self.secrets.found_in(path)]
+        if written:
+            shas = "".join(f"{sha}\n" for sha, _ in written).encode()
+            blobs = subprocess.run(["git", "cat-file", "--batch"], cwd=checkout.repo, env=self.local_env,
+                                   input=shas, capture_output=True, check=True).stdout
+            for (_, path), content in zip(written, _batch_contents(blobs)):
+                if path not in leaking and self.secrets.found_in(content):
+                    leaking.append(path)
+        if leaking:
+            # A secret can sit in a file's name too: the names are shown redacted.
+            named = ", ".join(f"`{self.secrets.redact(path)}`" for path in sorted(leaking)[:20])
+            raise SecretInChange(f"the change writes one of asm's own secrets into {named}; nothing was pushed. "
+                                 "The files are named here, the secret is not.")
 
     def push(self, checkout: Checkout, clone_url: str) -> None:
-        """Push the issue branch, replacing what an earlier, interrupted attempt pushed."""
-        self._reclaim(checkout)
-        self._git("push", "--quiet", "--force", clone_url, f"HEAD:refs/heads/{checkout.branch}", cwd=checkout.path,
-                  remote=clone_url)
+        """Push the issue branch from asm's repository, replacing what an interrupted attempt pushed."""
+        ref = f"refs/heads/{checkout.branch}"
+        self._git("push", "--quiet", "--force", clone_url, f"{ref}:{ref}", cwd=checkout.repo, remote=clone_url)
 
     def remote_branch_sha(self, clone_url: str, branch: str) -> str | None:
         """The tip of `branch` on the remote, or None."""
@@ -238,12 +314,31 @@ class Workspaces:
         return line.split()[0] if line else None
 
     def changed_files(self, checkout: Checkout) -> list[str]:
-        output = self._git("diff", "--name-only", f"{checkout.base_sha}..HEAD", cwd=checkout.path)
+        output = self._git("diff", "--name-only", checkout.base_sha, f"refs/heads/{checkout.branch}",
+                           cwd=checkout.repo)
         return [line for line in output.splitlines() if line]
 
     def remove(self, checkout: Checkout | Pending) -> None:
-        """Delete the workspace, its tool HOME and whatever the agent left in them."""
+        """Delete the workspace: the agents' tree and scratch, asm's repository, whatever was left in them."""
         if isinstance(checkout, Pending):
             wait([checkout.future])  # never delete under a clone still running
-        for path in (checkout.path, checkout.home):
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(checkout.path, ignore_errors=True)
+
+
+def _excludes(patterns: tuple[str, ...]) -> list[str]:
+    """`git apply --exclude` options for gitignore-style patterns, at any depth."""
+    options = []
+    for pattern in patterns:
+        glob = f"{pattern}*" if pattern.endswith("/") else pattern
+        options += [f"--exclude={glob}", f"--exclude=*/{glob}"]
+    return options
+
+
+def _batch_contents(output: bytes) -> Iterator[bytes]:
+    """The contents of the objects in `git cat-file --batch` output, in order."""
+    at = 0
+    while at < len(output):
+        header_end = output.index(b"\n", at)
+        size = int(output[at:header_end].split()[2])
+        yield output[header_end + 1: header_end + 1 + size]
+        at = header_end + 1 + size + 1

@@ -99,7 +99,7 @@ def test_the_fleet_stops_at_its_daily_cap(sandbox: Sandbox) -> None:
 
 def test_the_turn_cap_stops_a_role_that_keeps_going(sandbox: Sandbox) -> None:
     sandbox.create_repo(REPO)
-    number = sandbox.add_issue(REPO, "Add `slugify` for URL slugs", "<!-- asm-sandbox: turns=30 -->")
+    number = sandbox.add_issue(REPO, "Add `slugify` for URL slugs", "asm-sandbox: turns=30")
     result, deps = work(sandbox, number, ASM_MAX_TURNS="8")
     assert result.outcome == "ai-failed"
     assert deps.ledger.spend(IssueRef(REPO, number)).calls == 8  # never a call past the cap

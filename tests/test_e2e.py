@@ -17,12 +17,14 @@ from asm.sandbox.sample_repo import SOLUTIONS
 from asm.status import read_history
 
 SETTLE_TIMEOUT = 90
+REPOS = ("acme/many", "acme/dupes", "acme/revise", "acme/reject", "acme/exhausted", "acme/clarify",
+         "acme/develop-first", "acme/secrets")
 
 
 @pytest.fixture(scope="module")
 def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One sandbox and one worker process with three slots, shared by the tests of this module."""
-    with running_fleet(tmp_path_factory.mktemp("fleet"), redis_server.url, slots=3, name="e2e") as box:
+    with running_fleet(tmp_path_factory.mktemp("fleet"), redis_server.url, slots=3, name="e2e", repos=REPOS) as box:
         yield box
 
 
@@ -91,7 +93,7 @@ def test_the_same_issue_queued_many_times_and_enqueued_during_its_run_gives_one_
 def test_revise_once_then_approve_gives_one_pull_request_after_two_rounds(fleet: Sandbox, client: redis.Redis) -> None:
     repo = fleet.create_repo("acme/revise")
     solution = SOLUTIONS[0]
-    number = fleet.add_issue(repo, solution.title, solution.body + "\n<!-- asm-sandbox: po=REVISE,APPROVE -->")
+    number = fleet.add_issue(repo, solution.title, solution.body + "\nasm-sandbox: po=REVISE,APPROVE")
     queue(client, repo, [number])
     settle(fleet, repo, [number])
     [pull] = pulls_for(fleet, repo, number)
@@ -102,7 +104,7 @@ def test_revise_once_then_approve_gives_one_pull_request_after_two_rounds(fleet:
 
 def test_reject_gives_no_pull_request_and_says_why(fleet: Sandbox, client: redis.Redis) -> None:
     repo = fleet.create_repo("acme/reject")
-    number = fleet.add_issue(repo, SOLUTIONS[1].title, "<!-- asm-sandbox: po=REJECT -->")
+    number = fleet.add_issue(repo, SOLUTIONS[1].title, "asm-sandbox: po=REJECT")
     queue(client, repo, [number])
     settle(fleet, repo, [number])
     assert pulls_for(fleet, repo, number) == []
@@ -114,7 +116,7 @@ def test_reject_gives_no_pull_request_and_says_why(fleet: Sandbox, client: redis
 
 def test_revisions_exhausted_gives_ai_failed(fleet: Sandbox, client: redis.Redis) -> None:
     repo = fleet.create_repo("acme/exhausted")
-    number = fleet.add_issue(repo, SOLUTIONS[2].title, "<!-- asm-sandbox: po=REVISE -->")
+    number = fleet.add_issue(repo, SOLUTIONS[2].title, "asm-sandbox: po=REVISE")
     queue(client, repo, [number])
     settle(fleet, repo, [number])
     assert pulls_for(fleet, repo, number) == []
@@ -124,7 +126,7 @@ def test_revisions_exhausted_gives_ai_failed(fleet: Sandbox, client: redis.Redis
 
 def test_questions_label_the_issue_needs_clarification(fleet: Sandbox, client: redis.Redis) -> None:
     repo = fleet.create_repo("acme/clarify")
-    number = fleet.add_issue(repo, "Make it better", "<!-- asm-sandbox: clarify -->")
+    number = fleet.add_issue(repo, "Make it better", "asm-sandbox: clarify")
     queue(client, repo, [number])
     settle(fleet, repo, [number])
     issue = fleet.github.issue(repo, number)
@@ -147,7 +149,7 @@ def test_no_secret_reaches_tools_comments_pull_requests_logs_or_git_config(fleet
     repo = fleet.create_repo("acme/secrets")
     solution = SOLUTIONS[3]
     probe = "env > probe-env.txt; git config --list > probe-git.txt"
-    number = fleet.add_issue(repo, solution.title, f"<!-- asm-sandbox: run={probe} -->")
+    number = fleet.add_issue(repo, solution.title, f"asm-sandbox: run={probe}")
     queue(client, repo, [number])
     settle(fleet, repo, [number])
     [pull] = pulls_for(fleet, repo, number)

@@ -22,7 +22,9 @@ SLOTS = 5
 
 @pytest.fixture(scope="module")
 def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with running_fleet(tmp_path_factory.mktemp("guide"), redis_server.url, SLOTS, "guide", model_latency=0.2) as box:
+    with running_fleet(tmp_path_factory.mktemp("guide"), redis_server.url, SLOTS, "guide", model_latency=0.2,
+                       repos=("acme/isolation", "acme/concurrent", "acme/broken", "acme/healthy",
+                              "acme/balance")) as box:
         yield box
 
 

@@ -11,7 +11,9 @@ import pytest
 from asm.roles import ARCHITECT, PRODUCT_OWNER, SECURITY, TESTER, Role
 from asm.sandbox.model_server import CREDIT_MESSAGE, ScriptedModelServer
 from asm.sandbox.sample_repo import SOLUTIONS, TEST_COMMAND
+from asm.team import IssueText, task_text
 from asm.tools import BASH_TOOL, EDITOR_TOOL
+from asm.workflow import Step
 
 KEY = "sk-ant-sandbox-test"
 MODEL = "claude-sonnet-4-6"
@@ -41,9 +43,14 @@ def client(server: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
         yield sdk
 
 
-def system_prompt(role: Role, title: str = SLUGIFY.title, body: str = SLUGIFY.body) -> str:
+def system_prompt(role: Role) -> str:
     return role.system_prompt({"repo": "acme/textkit", "root": ROOT, "branch": "ai-feature/issue-3",
-                               "issue_key": "acme/textkit#3", "title": title, "body": body})
+                               "issue_key": "acme/textkit#3"})
+
+
+def first_turn(role: Role, title: str = SLUGIFY.title, body: str = SLUGIFY.body) -> str:
+    """The user turn asm starts a role with: the issue fenced as data, then the role's task."""
+    return task_text(Step(role), (), IssueText("acme/textkit#3", title, body).fenced("issue-0123456789ab"))
 
 
 def ask(client: anthropic.Anthropic, messages: list[dict[str, Any]], system: Any = "You are helpful.",
@@ -217,7 +224,8 @@ def test_a_longer_conversation_reads_the_earlier_prefix(client: anthropic.Anthro
 
 def role_call(client: anthropic.Anthropic, role: Role, messages: list[dict[str, Any]],
               title: str = SLUGIFY.title, body: str = SLUGIFY.body) -> anthropic.types.Message:
-    return ask(client, messages, system=[{"type": "text", "text": system_prompt(role, title, body)}],
+    opening = {"role": "user", "content": [{"type": "text", "text": first_turn(role, title, body)}]}
+    return ask(client, [opening, *messages[1:]], system=[{"type": "text", "text": system_prompt(role)}],
                tools=[BASH_TOOL, EDITOR_TOOL])
 
 
@@ -235,11 +243,13 @@ def answered(messages: list[dict[str, Any]], reply: anthropic.types.Message, out
 
 
 def test_the_prompts_name_what_the_script_reads() -> None:
-    prompt = system_prompt(ARCHITECT)
+    prompt, opening = system_prompt(ARCHITECT), first_turn(ARCHITECT)
 
     assert "You are the Architect" in prompt
     assert f"checked out at {ROOT} on the branch" in prompt
-    assert f"The issue, acme/textkit#3: {SLUGIFY.title}" in prompt
+    assert SLUGIFY.title not in prompt  # the issue is data in the user turn, not instructions
+    assert "The issue to work on, acme/textkit#3, follows" in opening
+    assert f"Title: {SLUGIFY.title}" in opening
 
 
 def test_the_architect_first_views_the_root(client: anthropic.Anthropic) -> None:
@@ -267,7 +277,7 @@ def test_the_architect_then_creates_the_solution_and_runs_the_tests(client: anth
 
 
 def test_the_architect_asks_when_told_to_clarify(client: anthropic.Anthropic) -> None:
-    reply = role_call(client, ARCHITECT, start(ARCHITECT), body="Vague. <!-- asm-sandbox: clarify -->")
+    reply = role_call(client, ARCHITECT, start(ARCHITECT), body="Vague.\nasm-sandbox: clarify")
 
     assert reply.content[0].name == "request_clarification"
     assert reply.content[0].input["questions"].strip()
@@ -299,7 +309,7 @@ def test_the_po_approves_by_default(client: anthropic.Anthropic) -> None:
 
 
 def test_the_po_follows_the_reject_directive(client: anthropic.Anthropic) -> None:
-    decision = po_decision(client, SLUGIFY.body + "\n<!-- asm-sandbox: po=REJECT -->")
+    decision = po_decision(client, SLUGIFY.body + "\nasm-sandbox: po=REJECT")
 
     assert decision["decision"] == "REJECT"
     assert decision["feedback"].strip()

@@ -126,6 +126,212 @@ def test_user_and_rate_limit(gh):
     assert gh.get_rate_limit().resources.core.remaining > 1000
 
 
+# -- people, tokens and permissions ------------------------------------------------------------
+
+
+def test_each_token_acts_as_its_own_user(server, state):
+    triager = state.add_user("tina")
+    state.grant(REPO, "tina", "triage")
+
+    assert connect(server, token=triager).get_user().login == "tina"
+    assert connect(server, token=state.token_for("sandbox-user")).get_user().login == "sandbox-user"
+    assert connect(server).get_user().login == "asm-sandbox-bot"
+    assert state.user_for_token(state.token) == "asm-sandbox-bot"
+    assert state.user_for_token("nobody's") is None
+    assert state.add_user("chosen", token="my-own-token") == "my-own-token"
+    assert connect(server, token="my-own-token").get_user().login == "chosen"
+    with pytest.raises(ValueError):
+        state.add_user("TINA")  # logins ignore case, as on GitHub
+    with pytest.raises(ValueError):
+        state.create_issue(REPO, "by a stranger", author="never-added")
+
+
+@pytest.mark.parametrize(
+    ("role", "permission"),
+    [("admin", "admin"), ("maintain", "write"), ("write", "write"), ("triage", "read"), ("read", "read")],
+)
+def test_collaborator_permission_maps_each_role_as_github_does(gh, server, state, role, permission):
+    state.add_user("pat")
+    state.grant(REPO, "pat", role)
+    repo = gh.get_repo(REPO)
+
+    assert repo.get_collaborator_permission("pat") == permission
+    assert repo.get_collaborator_role_name("pat") == role
+    status, _, body = raw(server, f"/repos/{REPO}/collaborators/pat/permission")
+    assert status == 200 and (body["permission"], body["role_name"]) == (permission, role)
+    assert body["user"]["login"] == "pat" and body["user"]["role_name"] == role
+    assert body["user"]["permissions"]["push"] == (permission in ("admin", "write"))
+
+
+def test_default_roles_no_role_and_unknown_users(gh, state):
+    repo = gh.get_repo(REPO)
+    state.add_user("passer-by")
+
+    assert repo.get_collaborator_role_name("asm-sandbox-bot") == "write"
+    assert repo.get_collaborator_role_name("sandbox-user") == "admin"
+    assert (repo.get_collaborator_permission("passer-by"), repo.get_collaborator_role_name("passer-by")) == (
+        "read", "read")  # a public repository: anyone reads it
+    state.grant(REPO, "sandbox-user", None)
+    assert repo.get_collaborator_permission("sandbox-user") == "read"
+    assert state.role(REPO, "sandbox-user") is None
+    with pytest.raises(github.UnknownObjectException):
+        repo.get_collaborator_permission("no-such-login")
+    with pytest.raises(github.UnknownObjectException):
+        gh.get_user("no-such-login").login
+    with pytest.raises(ValueError):
+        state.grant(REPO, "passer-by", "owner")
+    assert gh.get_user("passer-by").login == "passer-by"
+    assert gh.get_user("acme").type == "Organization"
+
+
+def test_repo_permissions_are_the_callers(server, state):
+    state.add_user("reader")
+    state.grant(REPO, "reader", "read")
+
+    as_bot = connect(server).get_repo(REPO).permissions
+    as_reader = connect(server, token=state.token_for("reader")).get_repo(REPO).permissions
+    as_owner = connect(server, token=state.token_for("sandbox-user")).get_repo(REPO).permissions
+
+    assert (as_bot.push, as_bot.triage, as_bot.maintain, as_bot.admin) == (True, True, False, False)
+    assert (as_reader.pull, as_reader.triage, as_reader.push) == (True, False, False)
+    assert as_owner.admin and as_owner.maintain
+
+
+def test_author_association_follows_roles(server, state, tmp_path):
+    for login, role in (("maya", "maintain"), ("tina", "triage"), ("stranger", None)):
+        state.add_user(login)
+        state.grant(REPO, login, role)
+    number = state.create_issue(REPO, "Who is who")
+    for login in ("sandbox-user", "asm-sandbox-bot", "maya", "tina", "stranger"):
+        connect(server, token=state.token_for(login)).get_repo(REPO).get_issue(number).create_comment(login)
+    issue = connect(server).get_repo(REPO).get_issue(number)
+
+    seen = {comment.user.login: comment.raw_data["author_association"] for comment in issue.get_comments()}
+
+    assert seen == {"sandbox-user": "OWNER", "asm-sandbox-bot": "COLLABORATOR", "maya": "COLLABORATOR",
+                    "tina": "COLLABORATOR", "stranger": "NONE"}
+    assert issue.raw_data["author_association"] == "OWNER"
+    contributor = connect(server, token=state.token_for("stranger")).get_repo(REPO)
+    push_branch(contributor.clone_url, tmp_path / "work", "fix", {"fix.txt": "fix\n"})
+    contributor.create_pull(title="A fix", body="", head="fix", base="main").merge()
+    assert state.association(REPO, "stranger") == "CONTRIBUTOR"  # a merged PR and no role
+
+
+# -- who did what: issue events, edit history, the clock ---------------------------------------
+
+
+def test_label_events_name_the_actor_as_asm_moves_labels(server, state):
+    state.add_user("tina")
+    state.grant(REPO, "tina", "triage")
+    number = state.create_issue(REPO, "Add a cart", labels=["bug"])
+    connect(server, token=state.token_for("tina")).get_repo(REPO).get_issue(number).add_to_labels("ready-for-dev")
+    issue = connect(server).get_repo(REPO).get_issue(number)
+
+    issue.add_to_labels("in-progress")  # what asm does when it claims an issue
+    issue.remove_from_labels("ready-for-dev")
+
+    events = [(e.event, e.actor.login, e.label.name) for e in issue.get_events()]
+    assert events == [
+        ("labeled", "sandbox-user", "bug"),  # given at creation: labelled by the author
+        ("labeled", "tina", "ready-for-dev"),
+        ("labeled", "asm-sandbox-bot", "in-progress"),
+        ("unlabeled", "asm-sandbox-bot", "ready-for-dev"),
+    ]
+    assert [e.event for e in state.events(REPO, number)] == ["labeled"] * 3 + ["unlabeled"]
+
+
+def test_event_payload_is_github_shaped_and_paginated(server, state):
+    number = state.create_issue(REPO, "Many labels", labels=[f"l{n}" for n in range(5)])
+
+    status, headers, body = raw(server, f"/repos/{REPO}/issues/{number}/events?per_page=2")
+
+    assert status == 200 and len(body) == 2 and 'rel="next"' in headers["Link"]
+    event = body[0]
+    assert set(event) == {"id", "node_id", "url", "actor", "event", "commit_id", "commit_url", "created_at",
+                          "label", "performed_via_github_app"}
+    assert event["label"] == {"name": "l0", "color": "ededed"} and event["commit_id"] is None
+    assert event["url"] == f"{server.url}/repos/{REPO}/issues/events/{event['id']}"
+    assert raw(server, event["url"].removeprefix(server.url))[2] == event
+    client = connect(server, per_page=2)
+    assert [e.label.name for e in client.get_repo(REPO).get_issue(number).get_events()] == [f"l{n}" for n in range(5)]
+
+
+def test_set_labels_logs_only_the_changes(gh, state):
+    number = state.create_issue(REPO, "Relabel", labels=["a", "b"])
+
+    gh.get_repo(REPO).get_issue(number).set_labels("b", "c")
+
+    moves = [(e.event, e.label.name, e.actor) for e in state.events(REPO, number)][2:]
+    assert moves == [("unlabeled", "a", "asm-sandbox-bot"), ("labeled", "c", "asm-sandbox-bot")]
+
+
+def test_renames_closes_and_reopens_are_events(server, state):
+    state.add_user("edna")
+    number = state.create_issue(REPO, "Old title")
+    issue = connect(server, token=state.token_for("edna")).get_repo(REPO).get_issue(number)
+
+    issue.edit(title="New title")
+    issue.edit(title="New title", body="same title: no event")
+    issue.edit(state="closed")
+    assert issue.closed_by.login == "edna"
+    issue.edit(state="open")
+
+    events = list(connect(server).get_repo(REPO).get_issue(number).get_events())
+    assert [(e.event, e.actor.login) for e in events] == [("renamed", "edna"), ("closed", "edna"),
+                                                          ("reopened", "edna")]
+    assert events[0].rename == {"from": "Old title", "to": "New title"}
+    assert events[0].raw_data["node_id"].startswith("RTE_")
+
+
+def test_merge_logs_merged_and_closes_the_issue_with_the_commit(gh, state, tmp_path):
+    number = state.create_issue(REPO, "Add a cart")
+    repo = gh.get_repo(REPO)
+    push_branch(repo.clone_url, tmp_path / "work", BRANCH, {"cart.py": "CART = []\n"})
+    pr = repo.create_pull(title="[AI] Add a cart", body=f"Closes #{number}", head=BRANCH, base="main")
+
+    sha = pr.merge().sha
+
+    assert [(e.event, e.actor.login, e.commit_id) for e in repo.get_issue(pr.number).get_events()] == [
+        ("merged", "asm-sandbox-bot", sha), ("closed", "asm-sandbox-bot", None)]
+    [closed] = repo.get_issue(number).get_events()
+    assert (closed.event, closed.commit_id, closed.commit_url) == ("closed", sha, f"{repo.url}/commits/{sha}")
+    assert repo.get_pull(pr.number).merged_by.login == "asm-sandbox-bot"
+
+
+def test_body_edits_keep_a_history_that_starts_with_the_original(server, state):
+    state.add_user("mallory")
+    number = state.create_issue(REPO, "Fix login", "The original text.")
+    assert state.edits(REPO, number) == []
+    state.advance(60)
+
+    connect(server, token=state.token_for("mallory")).get_repo(REPO).get_issue(number).edit(body="Injected text.")
+    state.edit_issue(REPO, number, body="Restored text.")
+
+    created = state.issue_record(REPO, number).created_at
+    history = [(edit.editor, edit.text) for edit in state.edits(REPO, number)]
+    assert history == [("sandbox-user", "The original text."), ("mallory", "Injected text."),
+                       ("sandbox-user", "Restored text.")]
+    assert state.edits(REPO, number)[0].edited_at == created < state.edits(REPO, number)[1].edited_at
+
+
+def test_the_clock_moves_every_timestamp_without_sleeping(gh, state):
+    number = state.create_issue(REPO, "Timed", labels=["ready-for-dev"])
+    issue = gh.get_repo(REPO).get_issue(number)
+    created = issue.created_at
+
+    state.advance(3600)
+    issue.edit(body="an hour later")
+    comment = issue.create_comment("still an hour later")
+
+    labelled, = issue.get_events()
+    assert labelled.created_at == created
+    assert 3600 <= (comment.created_at - created).total_seconds() <= 3605
+    assert 3600 <= (gh.get_repo(REPO).get_issue(number).updated_at - created).total_seconds() <= 3605
+    assert state.clock.iso().endswith("Z") and len(state.clock.iso()) == len("2011-04-14T16:00:49Z")
+    with pytest.raises(ValueError):
+        state.advance(-1)
+
+
 # -- issues and pagination ---------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ import redis
 import asm
 from asm.github import AI_FAILED, IN_REVIEW, NEEDS_CLARIFICATION
 from asm.sandbox.github_server import GitHubServer
-from asm.sandbox.github_state import GitHubState
+from asm.sandbox.github_state import HUMAN_LOGIN, GitHubState
 from asm.sandbox.model_server import ScriptedModelServer
 from asm.sandbox.redis_server import RedisServer, find_binary
 from asm.sandbox.sample_repo import FILES, sample_issues
@@ -86,8 +86,9 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         self.root.mkdir(parents=True, exist_ok=True)
-        if self.redis_url is None:
-            self.redis = RedisServer(find_binary(self.prefer_system_redis), data_dir=self.root / "redis").start()
+        if self.redis_url is None:  # locked like `asm up`'s: nothing else on the machine may use it
+            self.redis = RedisServer(find_binary(self.prefer_system_redis), data_dir=self.root / "redis",
+                                     password=secrets.token_urlsafe(18)).start()
             self.redis_url = self.redis.url
         self.github = GitHubState(self.root / "github", self.github_token)
         self.github_server = GitHubServer(self.github)
@@ -150,9 +151,11 @@ class Sandbox:
         self.repos.append(name)
         return name
 
-    def add_issue(self, repo: str, title: str, body: str = "", labels: Iterable[str] = ("ready-for-dev",)) -> int:
+    def add_issue(self, repo: str, title: str, body: str = "", labels: Iterable[str] = ("ready-for-dev",),
+                  author: str = HUMAN_LOGIN) -> int:
+        """An issue filed (and labelled) by `author`, the repository's owner unless said otherwise."""
         assert self.github
-        return self.github.create_issue(repo, title, body, list(labels))
+        return self.github.create_issue(repo, title, body, list(labels), author=author)
 
     def add_sample_issues(self, count: int, repo: str = SAMPLE_REPO) -> list[int]:
         return [self.add_issue(repo, s.title, s.body) for s in sample_issues(count)]
@@ -212,13 +215,18 @@ class Sandbox:
 
 @contextmanager
 def running_fleet(root: Path, redis_url: str, slots: int, name: str, model_latency: float = 0.0,
-                  **env: str) -> Iterator[Sandbox]:
+                  repos: Iterable[str] = (), **env: str) -> Iterator[Sandbox]:
     """A sandbox on an emptied Redis, this process's Celery app pointed at it, and one worker of
-    `slots` slots consuming: the fleet a test (or a demo) works issues on."""
+    `slots` slots consuming: the fleet a test (or a demo) works issues on.
+
+    `repos` are the repositories the fleet is set up for (ASM_REPOS): it refuses tasks for any other,
+    so a test names up front every repository it will create.
+    """
     from asm.celery_app import use_settings
     from asm.config import load_settings
 
     redis.Redis.from_url(redis_url).flushall()
+    env = {"ASM_REPOS": ",".join(repos), **env}
     box = Sandbox(root, model_latency=model_latency, redis_url=redis_url, extra_env=env).start()
     try:
         use_settings(load_settings(box.env(), dotenv=None))

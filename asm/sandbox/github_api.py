@@ -1,7 +1,8 @@
-"""The REST routes of the sandbox GitHub: one request in, one reply out, no sockets.
+"""The routes of the sandbox GitHub: one request in, one reply out, no sockets.
 
-Each route reads or changes `GitHubState` and shapes the answer with `github_payloads`;
-`github_server` carries requests and replies over HTTP.
+Each REST route reads or changes `GitHubState` as the request's actor (the user whose token it
+carries) and shapes the answer with `github_payloads`; `POST /graphql` hands the document to
+`github_schema`. `github_server` carries requests and replies over HTTP.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlencode
 
 from asm.sandbox import github_payloads as payloads
+from asm.sandbox import github_schema
 from asm.sandbox.github_records import ApiError, not_found
-from asm.sandbox.github_state import BOT_LOGIN, DEFAULT_COLOR, GitHubState
+from asm.sandbox.github_state import DEFAULT_COLOR, GitHubState
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class Request:
     query: dict[str, str]
     body: object
     api: str  # the base URL the client used, so every url we hand out points back at us
+    actor: str  # the login whose token the request carries: every change is theirs
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,10 @@ class GitHubApi:
         ("GET", r"/user", "user"),
         ("GET", r"/users/(?P<login>[^/]+)", "other_user"),
         ("GET", r"/rate_limit", "rate_limit"),
+        ("POST", r"/graphql", "graphql"),
         ("GET", _REPO, "repo"),
         ("GET", _REPO + r"/branches/(?P<branch>.+)", "branch"),
+        ("GET", _REPO + r"/collaborators/(?P<login>[^/]+)/permission", "collaborator_permission"),
         ("GET", _REPO + r"/issues", "list_issues"),
         ("POST", _REPO + r"/issues", "create_issue"),
         ("GET", _REPO + r"/issues/(?P<number>\d+)", "get_issue"),
@@ -82,6 +87,9 @@ class GitHubApi:
         ("PUT", _REPO + r"/issues/(?P<number>\d+)/labels", "set_issue_labels"),
         ("DELETE", _REPO + r"/issues/(?P<number>\d+)/labels", "clear_issue_labels"),
         ("DELETE", _REPO + r"/issues/(?P<number>\d+)/labels/(?P<label>.+)", "remove_issue_label"),
+        ("GET", _REPO + r"/issues/(?P<number>\d+)/events", "list_events"),
+        ("GET", _REPO + r"/issues/events/(?P<event_id>\d+)", "get_event"),
+        ("GET", _REPO + r"/issues/comments/(?P<comment_id>\d+)", "get_comment"),
         ("GET", _REPO + r"/issues/(?P<number>\d+)/comments", "list_comments"),
         ("POST", _REPO + r"/issues/(?P<number>\d+)/comments", "create_comment"),
         ("GET", _REPO + r"/labels", "list_labels"),
@@ -115,21 +123,41 @@ class GitHubApi:
             raise ApiError(400, "Problems parsing JSON")
         return request.body
 
-    # -- users and limits ----------------------------------------------------------------------
+    # -- users, limits and GraphQL -------------------------------------------------------------
 
     def user(self, request: Request) -> Reply:
-        return Reply(200, payloads.user(request.api, self.state.web_url, BOT_LOGIN))
+        return Reply(200, payloads.user(request.api, self.state.web_url, request.actor))
 
     def other_user(self, request: Request, login: str) -> Reply:
-        return Reply(200, payloads.user(request.api, self.state.web_url, login))
+        known = self.state.user(login)
+        if known is not None:
+            return Reply(200, payloads.user(request.api, self.state.web_url, known))
+        owners = {repo.owner.lower(): repo.owner for repo in self.state.repos()}
+        if login.lower() in owners:
+            return Reply(200, payloads.user(request.api, self.state.web_url, owners[login.lower()], "Organization"))
+        raise not_found()
 
     def rate_limit(self, request: Request) -> Reply:
         return Reply(200, payloads.rate_limit())
 
-    # -- repositories and branches -------------------------------------------------------------
+    def graphql(self, request: Request) -> Reply:
+        # GitHub answers GraphQL with 200 even when the document is wrong: errors travel in the body.
+        fields = request.body if isinstance(request.body, dict) else {}
+        context = github_schema.Context(self.state, request.actor)
+        return Reply(200, github_schema.run(context, fields.get("query"), fields.get("variables"),
+                                            fields.get("operationName")))
+
+    # -- repositories, branches and collaborators ----------------------------------------------
 
     def repo(self, request: Request, full_name: str) -> Reply:
-        return Reply(200, payloads.repo(request.api, self.state, self.state.repo(full_name)))
+        return Reply(200, payloads.repo(request.api, self.state, self.state.repo(full_name), request.actor))
+
+    def collaborator_permission(self, request: Request, full_name: str, login: str) -> Reply:
+        self.state.repo(full_name)  # an unknown repository is the 404 to give first
+        known = self.state.user(login)
+        if known is None:
+            raise not_found()
+        return Reply(200, payloads.permission(request.api, self.state, known, self.state.role(full_name, known)))
 
     def branch(self, request: Request, full_name: str, branch: str) -> Reply:
         sha = self.state.branch_sha(full_name, branch)
@@ -152,7 +180,7 @@ class GitHubApi:
     def create_issue(self, request: Request, full_name: str) -> Reply:
         fields = self._fields(request)
         record = self.state.new_issue(
-            full_name, fields.get("title", ""), fields.get("body") or "", _label_names(fields), BOT_LOGIN
+            full_name, fields.get("title", ""), fields.get("body") or "", _label_names(fields), request.actor
         )
         return Reply(201, self._issue_json(request, full_name)(record))
 
@@ -168,6 +196,7 @@ class GitHubApi:
             body=fields.get("body"),
             state=fields.get("state"),
             labels=_label_names(fields) if "labels" in fields else None,
+            actor=request.actor,
         )
         return Reply(200, self._issue_json(request, full_name)(record))
 
@@ -183,19 +212,19 @@ class GitHubApi:
         return _paged(request, records, lambda label: payloads.label(request.api, full_name, label))
 
     def add_issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
-        record = self.state.add_labels(full_name, number, _label_names(request.body))
+        record = self.state.add_labels(full_name, number, _label_names(request.body), request.actor)
         return self._labels_reply(request, full_name, record.labels)
 
     def set_issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
-        record = self.state.set_labels(full_name, number, _label_names(request.body))
+        record = self.state.set_labels(full_name, number, _label_names(request.body), request.actor)
         return self._labels_reply(request, full_name, record.labels)
 
     def clear_issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
-        self.state.set_labels(full_name, number, [])
+        self.state.set_labels(full_name, number, [], request.actor)
         return Reply(204, None)
 
     def remove_issue_label(self, request: Request, full_name: str, number: int, label: str) -> Reply:
-        record = self.state.remove_label(full_name, number, label)
+        record = self.state.remove_label(full_name, number, label, request.actor)
         return self._labels_reply(request, full_name, record.labels)
 
     def list_labels(self, request: Request, full_name: str) -> Reply:
@@ -212,21 +241,39 @@ class GitHubApi:
         )
         return Reply(201, payloads.label(request.api, full_name, record))
 
-    # -- comments ------------------------------------------------------------------------------
+    # -- events and comments -------------------------------------------------------------------
+
+    def list_events(self, request: Request, full_name: str, number: int) -> Reply:
+        records = self.state.events(full_name, number)
+        return _paged(request, records, lambda event: payloads.event(request.api, self.state, full_name, event))
+
+    def get_event(self, request: Request, full_name: str, event_id: str) -> Reply:
+        for record in self.state.issue_records(full_name, "all"):
+            for event in record.events:
+                if event.id == int(event_id):
+                    return Reply(200, payloads.event(request.api, self.state, full_name, event))
+        raise not_found()
 
     def list_comments(self, request: Request, full_name: str, number: int) -> Reply:
         records = list(self.state.issue_record(full_name, number).comments)
         return _paged(request, records, lambda c: payloads.comment(request.api, self.state, full_name, number, c))
 
+    def get_comment(self, request: Request, full_name: str, comment_id: str) -> Reply:
+        for record in self.state.issue_records(full_name, "all"):
+            for comment in record.comments:
+                if comment.id == int(comment_id):
+                    return Reply(200, payloads.comment(request.api, self.state, full_name, record.number, comment))
+        raise not_found()
+
     def create_comment(self, request: Request, full_name: str, number: int) -> Reply:
-        record = self.state.add_comment(full_name, number, self._fields(request).get("body") or "")
+        record = self.state.add_comment(full_name, number, self._fields(request).get("body") or "", request.actor)
         return Reply(201, payloads.comment(request.api, self.state, full_name, number, record))
 
     # -- pull requests -------------------------------------------------------------------------
 
     def _pull_json(self, request: Request, full_name: str):
         heads = self.state.branch_heads(full_name)
-        return lambda record: payloads.pull(request.api, self.state, full_name, record, heads)
+        return lambda record: payloads.pull(request.api, self.state, full_name, record, heads, request.actor)
 
     def list_pulls(self, request: Request, full_name: str) -> Reply:
         query = request.query
@@ -246,6 +293,7 @@ class GitHubApi:
             fields.get("head", ""),
             fields.get("base", ""),
             bool(fields.get("draft", False)),
+            author=request.actor,
         )
         return Reply(201, self._pull_json(request, full_name)(record))
 
@@ -256,7 +304,12 @@ class GitHubApi:
         self.state.pull_record(full_name, number)  # 404 for a plain issue, as GitHub does
         fields = self._fields(request)
         record = self.state.edit_issue(
-            full_name, number, title=fields.get("title"), body=fields.get("body"), state=fields.get("state")
+            full_name,
+            number,
+            title=fields.get("title"),
+            body=fields.get("body"),
+            state=fields.get("state"),
+            actor=request.actor,
         )
         return Reply(200, self._pull_json(request, full_name)(record))
 
@@ -269,5 +322,6 @@ class GitHubApi:
             title=fields.get("commit_title"),
             message=fields.get("commit_message"),
             sha=fields.get("sha"),
+            actor=request.actor,
         )
         return Reply(200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"})

@@ -2,7 +2,8 @@
 
 Every object carries its own API `url`: PyGithub re-fetches that url whenever code reads an
 attribute the payload lacks, so a wrong url would surface as a baffling 404 far from here.
-`api` is the server's base URL (what PyGithub was given as `base_url`).
+`api` is the server's base URL (what PyGithub was given as `base_url`); `viewer` is the login
+of whoever is asking, for the parts GitHub shapes to the asker.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-from asm.sandbox.github_records import Comment, Issue, Label, Repo
-from asm.sandbox.github_state import BOT_LOGIN, GitHubState
+from asm.sandbox.github_people import PERMISSION, repo_permissions
+from asm.sandbox.github_records import Comment, Issue, IssueEvent, Label, Repo
+from asm.sandbox.github_state import GitHubState
 
 # Generous enough that no client ever throttles itself against the sandbox.
 RATE_LIMIT = 5000
@@ -31,7 +33,7 @@ def user(api: str, web: str, login: str, kind: str = "User") -> dict:
     }
 
 
-def repo(api: str, state: GitHubState, record: Repo) -> dict:
+def repo(api: str, state: GitHubState, record: Repo, viewer: str) -> dict:
     url = f"{api}/repos/{record.full_name}"
     open_count = len(state.issue_records(record.full_name, "open"))
     return {
@@ -80,7 +82,7 @@ def repo(api: str, state: GitHubState, record: Repo) -> dict:
         "allow_merge_commit": True,
         "allow_squash_merge": True,
         "allow_rebase_merge": False,
-        "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+        "permissions": repo_permissions(state.role(record.full_name, viewer)),
     }
 
 
@@ -123,8 +125,8 @@ def issue(api: str, state: GitHubState, full_name: str, record: Issue) -> dict:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "closed_at": record.closed_at,
-        "closed_by": None,
-        "author_association": "OWNER" if record.author != BOT_LOGIN else "CONTRIBUTOR",
+        "closed_by": user(api, state.web_url, record.closed_by) if record.closed_by else None,
+        "author_association": state.association(full_name, record.author),
         "url": url,
         "html_url": state.html_url(full_name, record),
         "repository_url": f"{api}/repos/{full_name}",
@@ -155,16 +157,16 @@ def comment(api: str, state: GitHubState, full_name: str, number: int, record: C
         "user": user(api, state.web_url, record.author),
         "created_at": record.created_at,
         "updated_at": record.created_at,
-        "author_association": "CONTRIBUTOR" if record.author == BOT_LOGIN else "OWNER",
+        "author_association": state.association(full_name, record.author),
         "url": f"{api}/repos/{full_name}/issues/comments/{record.id}",
         "html_url": f"{html}#issuecomment-{record.id}",
         "issue_url": f"{api}/repos/{full_name}/issues/{number}",
     }
 
 
-def pull(api: str, state: GitHubState, full_name: str, record: Issue, heads: dict[str, str]) -> dict:
+def pull(api: str, state: GitHubState, full_name: str, record: Issue, heads: dict[str, str], viewer: str) -> dict:
     """A pull request; `heads` maps each branch to its sha right now (one git call per request)."""
-    repository = repo(api, state, state.repo(full_name))
+    repository = repo(api, state, state.repo(full_name), viewer)
     owner = repository["owner"]["login"]
     url = f"{api}/repos/{full_name}/pulls/{record.number}"
     issue_url = f"{api}/repos/{full_name}/issues/{record.number}"
@@ -204,11 +206,11 @@ def pull(api: str, state: GitHubState, full_name: str, record: Issue, heads: dic
         "mergeable_state": "unknown" if record.state == "closed" else "clean",
         "rebaseable": False,
         "merged_at": pr.merged_at,
-        "merged_by": user(api, state.web_url, BOT_LOGIN) if pr.merged else None,
+        "merged_by": user(api, state.web_url, pr.merged_by) if pr.merged_by else None,
         "merge_commit_sha": pr.merge_commit_sha,
         "auto_merge": None,
         "maintainer_can_modify": False,
-        "author_association": "CONTRIBUTOR",
+        "author_association": state.association(full_name, record.author),
         "comments": len(record.comments),
         "review_comments": 0,
         "commits": 1,
@@ -229,6 +231,35 @@ def pull(api: str, state: GitHubState, full_name: str, record: Issue, heads: dic
         "review_comment_url": f"{api}/repos/{full_name}/pulls/comments{{/number}}",
         "statuses_url": f"{api}/repos/{full_name}/statuses/{heads.get(pr.head, pr.head_sha)}",
     }
+
+
+def event(api: str, state: GitHubState, full_name: str, record: IssueEvent) -> dict:
+    """One issue event as `GET /repos/{owner}/{repo}/issues/{number}/events` lists it."""
+    prefix = {"labeled": "LE", "unlabeled": "UNLE", "renamed": "RTE", "closed": "CE", "reopened": "REE", "merged": "ME"}
+    payload = {
+        "id": record.id,
+        "node_id": f"{prefix[record.event]}_sandbox{record.id}",
+        "url": f"{api}/repos/{full_name}/issues/events/{record.id}",
+        "actor": user(api, state.web_url, record.actor),
+        "event": record.event,
+        "commit_id": record.commit_id,
+        "commit_url": f"{api}/repos/{full_name}/commits/{record.commit_id}" if record.commit_id else None,
+        "created_at": record.created_at,
+        "performed_via_github_app": None,
+    }
+    if record.label is not None:
+        payload["label"] = {"name": record.label.name, "color": record.label.color}
+    if record.rename is not None:
+        payload["rename"] = {"from": record.rename[0], "to": record.rename[1]}
+    return payload
+
+
+def permission(api: str, state: GitHubState, login: str, role: str | None) -> dict:
+    """`GET /repos/{owner}/{repo}/collaborators/{username}/permission` for `login`."""
+    # Every sandbox repository is public: without a role, a user can still read it.
+    role = role or "read"
+    holder = {**user(api, state.web_url, login), "permissions": repo_permissions(role), "role_name": role}
+    return {"permission": PERMISSION[role], "role_name": role, "user": holder}
 
 
 def branch(api: str, full_name: str, name: str, sha: str) -> dict:

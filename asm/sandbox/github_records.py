@@ -7,15 +7,9 @@ record outside the state's lock without ever seeing a half-applied update.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 DOCS_URL = "https://docs.github.com/rest"
-
-
-def now_iso() -> str:
-    """The current UTC time in the one format GitHub (and PyGithub's parser) uses."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ApiError(Exception):
@@ -77,6 +71,29 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class IssueEvent:
+    """One entry of an issue's event log: who did what to it, and when."""
+
+    id: int
+    event: str  # GitHub's name: labeled, unlabeled, renamed, closed, reopened, merged
+    actor: str
+    created_at: str
+    label: Label | None = None  # as it was at that moment (labeled, unlabeled)
+    rename: tuple[str, str] | None = None  # (from, to) for renamed
+    commit_id: str | None = None  # the merge commit behind a merged or closed event
+
+
+@dataclass(frozen=True)
+class BodyEdit:
+    """One version of an issue's body in its edit history: `editor` wrote `text` at `edited_at`."""
+
+    id: int
+    edited_at: str
+    editor: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Pull:
     """What a pull request adds to its issue."""
 
@@ -87,6 +104,7 @@ class Pull:
     merged: bool = False
     merged_at: str | None = None
     merge_commit_sha: str | None = None
+    merged_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,9 +120,13 @@ class Issue:
     updated_at: str
     state: str = "open"
     closed_at: str | None = None
+    closed_by: str | None = None
     labels: tuple[str, ...] = ()
     comments: tuple[Comment, ...] = ()
     pull: Pull | None = None
+    events: tuple[IssueEvent, ...] = ()  # oldest first
+    # Oldest first; empty until the body is first edited, then the original text leads (as on GitHub).
+    edits: tuple[BodyEdit, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""The sandbox GitHub over HTTP: the REST subset asm uses, on loopback, for the real PyGithub.
+"""The sandbox GitHub over HTTP: the REST and GraphQL subset asm uses, on loopback, for PyGithub.
 
 Point PyGithub's `base_url` at `GitHubServer.url` and it cannot tell the difference for the
 calls asm makes: same paths, same JSON shapes, same `Link` pagination, same error bodies.
 This module is only the transport: routes live in `github_api`, what the calls do in
-`GitHubState`, JSON shapes in `github_payloads`.
+`GitHubState`, JSON shapes in `github_payloads`, GraphQL in `github_graphql` and `github_schema`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif failure is not None:
             return _failure_reply(failure)
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() not in ("token", "bearer") or token.strip() != state.token:
+        actor = state.user_for_token(token.strip()) if scheme.lower() in ("token", "bearer") else None
+        if actor is None:
             return Reply(401, _error(401, "Bad credentials"))
         parts = urlsplit(self.path)
         try:
@@ -99,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
             return Reply(400, _error(400, "Problems parsing JSON"))
         api = f"http://{self.headers.get('Host') or self.server.host_port}"
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        request = Request(self.command, parts.path, query, body, api)
+        request = Request(self.command, parts.path, query, body, api, actor)
         try:
             return GitHubApi(state).dispatch(request)
         except ApiError as error:

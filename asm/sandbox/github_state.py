@@ -1,9 +1,11 @@
-"""The sandbox GitHub's memory: repositories, issues, labels, comments, pull requests.
+"""The sandbox GitHub's memory: people, repositories, issues, labels, comments, pull requests.
 
 Plain Python, no HTTP: tests seed and inspect it directly, and `github_server` serves it.
 One lock guards everything; records are frozen and replaced on change (see `github_records`).
 Each repository is a real bare git repository under `root`, so pushes, clones and merges are
-the real thing.
+the real thing. Every change is made by someone (the holder of the request's token, or whoever
+a seeding call names) and stamped by one `Clock`, so an issue's event log and edit history say
+who did what and when, as GitHub's do.
 """
 
 from __future__ import annotations
@@ -16,25 +18,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from asm.sandbox import github_git as git
+from asm.sandbox.github_clock import Clock
+from asm.sandbox.github_people import People, association
 from asm.sandbox.github_records import (
     ApiError,
+    BodyEdit,
     Comment,
     Failure,
     Issue,
+    IssueEvent,
     IssueView,
     Label,
     Pull,
     PullView,
     Repo,
     not_found,
-    now_iso,
     validation_failed,
 )
 
 __all__ = ["GitHubState", "IssueView", "PullView", "BOT_LOGIN", "HUMAN_LOGIN"]
 
-BOT_LOGIN = "asm-sandbox-bot"  # whoever holds the token: comments and PRs made over the API
-HUMAN_LOGIN = "sandbox-user"  # the person who files the issues seeded with `create_issue`
+BOT_LOGIN = "asm-sandbox-bot"  # holds `GitHubState.token`, asm's token; `write` on every repo
+HUMAN_LOGIN = "sandbox-user"  # files the seeded issues and acts in seeding calls; `admin` on every repo
 DEFAULT_COLOR = "ededed"  # GitHub's grey for labels created implicitly
 # The keywords GitHub honours in a PR body to close an issue when merged into the default branch.
 _CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?):?\s+#(\d+)\b", re.IGNORECASE)
@@ -51,20 +56,77 @@ class GitHubState:
     """Thread-safe in-memory GitHub, with one bare git repository per repo under `root`.
 
     Asking about a repo or issue that does not exist raises `ApiError` with status 404, the
-    same error the HTTP layer turns into GitHub's "Not Found".
+    same error the HTTP layer turns into GitHub's "Not Found". Naming a user nobody added
+    raises ValueError.
     """
 
-    def __init__(self, root: Path, token: str, *, web_url: str = "https://github.sandbox.invalid") -> None:
+    def __init__(
+        self,
+        root: Path,
+        token: str,
+        *,
+        web_url: str = "https://github.sandbox.invalid",
+        clock: Clock | None = None,
+    ) -> None:
         self.root = Path(root)
         self.token = token
         # html_url links point here; nothing serves them, `.invalid` says so plainly.
         self.web_url = web_url.rstrip("/")
+        self.clock = clock or Clock()
         self._lock = threading.RLock()
         self._repos: dict[str, _RepoData] = {}
+        self._people = People()
+        self._people.add(BOT_LOGIN, token)
+        self._people.add(HUMAN_LOGIN)
         self._next_id = 1000
         self._requests: list[tuple[str, str]] = []
         self._failures: list[Failure] = []
         self._times: list[float] = []
+
+    # -- people and time (tests, demo) ---------------------------------------------------------
+
+    def add_user(self, login: str, token: str | None = None) -> str:
+        """Registers a person with no role anywhere; the token that acts as them over the API."""
+        with self._lock:
+            return self._people.add(login, token)
+
+    def grant(self, full_name: str, login: str, role: str | None) -> None:
+        """Gives `login` a role on the repo (admin, maintain, write, triage, read); None revokes."""
+        with self._lock:
+            self._data(full_name)
+            self._people.grant(full_name, login, role)
+
+    def role(self, full_name: str, login: str) -> str | None:
+        """The role `login` holds on the repo, None without one."""
+        with self._lock:
+            self._data(full_name)  # 404 for a repository that does not exist
+            return self._people.role(full_name, login)
+
+    def token_for(self, login: str) -> str:
+        """The token that authenticates as `login`."""
+        with self._lock:
+            return self._people.token(login)
+
+    def user_for_token(self, token: str) -> str | None:
+        """The login a token belongs to; None for a token nobody holds."""
+        with self._lock:
+            return self._people.by_token(token)
+
+    def user(self, name: str) -> str | None:
+        """The registered spelling of a login, or None when there is no such user."""
+        with self._lock:
+            return self._people.login(name)
+
+    def association(self, full_name: str, login: str) -> str:
+        """GitHub's `author_association` of `login` on the repo, from their role right now."""
+        with self._lock:
+            records = self._data(full_name).issues.values()
+            contributed = any(r.pull and r.pull.merged and r.author.lower() == login.lower() for r in records)
+            return association(self.role(full_name, login), contributed)
+
+    def advance(self, seconds: float) -> None:
+        """Moves the clock forward, so what happens next is stamped that much later."""
+        self.clock.advance(seconds)
 
     # -- seeding and inspection (tests, demo) --------------------------------------------------
 
@@ -78,15 +140,19 @@ class GitHubState:
                 raise ValueError(f"repository {full_name} already exists")
             path = self.root / owner / f"{name}.git"
             git.init_bare(path, files, default_branch)
-            repo = Repo(self._new_id(), owner, name, default_branch, path, now_iso())
+            repo = Repo(self._new_id(), owner, name, default_branch, path, self.clock.iso())
             self._repos[full_name.lower()] = _RepoData(repo)
+            self._people.grant(full_name, HUMAN_LOGIN, "admin")
+            self._people.grant(full_name, BOT_LOGIN, "write")
 
-    def create_issue(self, full_name: str, title: str, body: str = "", labels: Sequence[str] = ()) -> int:
-        """Files an issue as a human would; missing labels are created (GitHub would refuse)."""
-        return self.new_issue(full_name, title, body, list(labels), author=HUMAN_LOGIN).number
+    def create_issue(
+        self, full_name: str, title: str, body: str = "", labels: Sequence[str] = (), author: str = HUMAN_LOGIN
+    ) -> int:
+        """Files an issue as `author`; missing labels are created (GitHub would refuse)."""
+        return self.new_issue(full_name, title, body, list(labels), author=author).number
 
-    def close_issue(self, full_name: str, number: int) -> None:
-        self.edit_issue(full_name, number, state="closed")
+    def close_issue(self, full_name: str, number: int, actor: str = HUMAN_LOGIN) -> None:
+        self.edit_issue(full_name, number, state="closed", actor=actor)
 
     def issue(self, full_name: str, number: int) -> IssueView:
         record = self.issue_record(full_name, number)
@@ -99,6 +165,14 @@ class GitHubState:
             comments=tuple(comment.body for comment in record.comments),
             is_pull=record.pull is not None,
         )
+
+    def events(self, full_name: str, number: int) -> list[IssueEvent]:
+        """The issue's event log, oldest first."""
+        return list(self.issue_record(full_name, number).events)
+
+    def edits(self, full_name: str, number: int) -> list[BodyEdit]:
+        """The issue body's edit history, oldest first; empty until the body is first edited."""
+        return list(self.issue_record(full_name, number).edits)
 
     def pulls(self, full_name: str) -> list[PullView]:
         """Every pull request of the repo, oldest first."""
@@ -185,10 +259,14 @@ class GitHubState:
                     return failure
             return None
 
-    # -- what the REST API reads and writes ----------------------------------------------------
+    # -- what the API reads and writes ---------------------------------------------------------
 
     def repo(self, full_name: str) -> Repo:
         return self._data(full_name).repo
+
+    def repos(self) -> list[Repo]:
+        with self._lock:
+            return [data.repo for data in self._repos.values()]
 
     def branch_heads(self, full_name: str) -> dict[str, str]:
         return git.branch_heads(self.repo(full_name).path)
@@ -238,11 +316,14 @@ class GitHubState:
         if not title:
             raise validation_failed("Issue", "missing_field", "title")
         with self._lock:
+            author = self._people.known(author)
             data = self._data(full_name)
-            now = now_iso()
+            now = self.clock.iso()
             record = Issue(self._new_id(), len(data.issues) + 1, title, body or "", author, now, now)
+            # GitHub logs labels given at creation as `labeled` by the author, at that same moment.
+            record = self._relabelled(full_name, record, labels, author, now)
             data.issues[record.number] = record
-            return self.set_labels(full_name, record.number, labels) if labels else record
+            return record
 
     def edit_issue(
         self,
@@ -253,50 +334,62 @@ class GitHubState:
         body: str | None = None,
         state: str | None = None,
         labels: list[str] | None = None,
+        actor: str = HUMAN_LOGIN,
     ) -> Issue:
-        """PATCH semantics: only the fields given change."""
+        """PATCH semantics: only the fields given change, each change logged as `actor`'s."""
         if state not in (None, "open", "closed"):
             raise validation_failed("Issue", "invalid", "state")
         with self._lock:
+            actor = self._people.known(actor)
             record = self.issue_record(full_name, number)
-            if title is not None:
-                record = replace(record, title=title)
-            if body is not None:
-                record = replace(record, body=body)
+            now = self.clock.iso()
+            if title is not None and title != record.title:
+                record = self._log(replace(record, title=title), "renamed", actor, now, rename=(record.title, title))
+            if body is not None and body != record.body:
+                record = replace(record, body=body, edits=self._edited(record, body, actor, now))
             if state is not None and state != record.state:
-                record = replace(record, state=state, closed_at=now_iso() if state == "closed" else None)
+                record = self._set_state(record, state, actor, now)
             record = self._store(full_name, record)
-            return self.set_labels(full_name, number, labels) if labels is not None else record
+            return self.set_labels(full_name, number, labels, actor=actor) if labels is not None else record
 
-    def add_labels(self, full_name: str, number: int, names: list[str]) -> Issue:
+    def add_labels(self, full_name: str, number: int, names: list[str], actor: str = HUMAN_LOGIN) -> Issue:
         """Adds labels to an issue, creating the ones the repo lacks (as GitHub does)."""
         with self._lock:
+            actor = self._people.known(actor)
             record = self.issue_record(full_name, number)
             present = {name.lower() for name in record.labels}
-            added = tuple(self._ensure_label(full_name, name).name for name in names)
-            fresh = tuple(dict.fromkeys(name for name in added if name.lower() not in present))
-            return self._store(full_name, replace(record, labels=record.labels + fresh))
+            fresh = [label for label in self._ensure_labels(full_name, names) if label.name.lower() not in present]
+            now = self.clock.iso()
+            for label in fresh:
+                record = self._log(record, "labeled", actor, now, label=label)
+            labels = record.labels + tuple(label.name for label in fresh)
+            return self._store(full_name, replace(record, labels=labels))
 
-    def set_labels(self, full_name: str, number: int, names: list[str]) -> Issue:
+    def set_labels(self, full_name: str, number: int, names: list[str], actor: str = HUMAN_LOGIN) -> Issue:
+        """Replaces an issue's labels; only real changes are logged, removals first."""
         with self._lock:
-            record = replace(self.issue_record(full_name, number), labels=())
-            self._store(full_name, record)
-            return self.add_labels(full_name, number, names)
+            actor = self._people.known(actor)
+            record = self.issue_record(full_name, number)
+            return self._store(full_name, self._relabelled(full_name, record, names, actor, self.clock.iso()))
 
-    def remove_label(self, full_name: str, number: int, name: str) -> Issue:
+    def remove_label(self, full_name: str, number: int, name: str, actor: str = HUMAN_LOGIN) -> Issue:
         with self._lock:
+            actor = self._people.known(actor)
             record = self.issue_record(full_name, number)
             kept = tuple(label for label in record.labels if label.lower() != name.lower())
             if kept == record.labels:
                 raise ApiError(404, "Label does not exist")
+            label = self.label_record(full_name, name)
+            record = self._log(record, "unlabeled", actor, self.clock.iso(), label=label)
             return self._store(full_name, replace(record, labels=kept))
 
     def add_comment(self, full_name: str, number: int, body: str, author: str = BOT_LOGIN) -> Comment:
         if not body:
             raise validation_failed("IssueComment", "missing_field", "body")
         with self._lock:
+            author = self._people.known(author)
             record = self.issue_record(full_name, number)
-            comment = Comment(self._new_id(), body, author, now_iso())
+            comment = Comment(self._new_id(), body, author, self.clock.iso())
             self._store(full_name, replace(record, comments=record.comments + (comment,)))
             return comment
 
@@ -321,9 +414,10 @@ class GitHubState:
         return record
 
     def create_pull(
-        self, full_name: str, title: str, body: str, head: str, base: str, draft: bool = False
+        self, full_name: str, title: str, body: str, head: str, base: str, draft: bool = False,
+        author: str = BOT_LOGIN,
     ) -> Issue:
-        """Opens a PR if GitHub would: both branches exist, head is ahead, no open twin."""
+        """Opens a PR as `author` if GitHub would: both branches exist, head is ahead, no open twin."""
         with self._lock:
             repo = self.repo(full_name)
             owner, _, branch = head.rpartition(":")
@@ -339,7 +433,7 @@ class GitHubState:
                 raise validation_failed("PullRequest", "custom", message=message)
             if git.commits_ahead(repo.path, base, branch) == 0:
                 raise validation_failed("PullRequest", "custom", message=f"No commits between {base} and {branch}")
-            record = self.new_issue(full_name, title, body, [], author=BOT_LOGIN)
+            record = self.new_issue(full_name, title, body, [], author=author)
             return self._store(full_name, replace(record, pull=Pull(branch, base, head_sha, draft)))
 
     def merge_pull(
@@ -350,12 +444,14 @@ class GitHubState:
         title: str | None = None,
         message: str | None = None,
         sha: str | None = None,
+        actor: str = BOT_LOGIN,
     ) -> str:
-        """Really merges the PR into its base branch; the merge commit's sha.
+        """Really merges the PR into its base branch as `actor`; the merge commit's sha.
 
         Held under the lock so two merges into one base never race each other.
         """
         with self._lock:
+            actor = self._people.known(actor)
             repo = self.repo(full_name)
             record = self.pull_record(full_name, number)
             pull = record.pull
@@ -377,11 +473,14 @@ class GitHubState:
                 raise ApiError(405, "Pull Request is not mergeable") from None
             except git.GitFailed:
                 raise ApiError(409, "Base branch was modified. Review and try the merge again.") from None
-            now = now_iso()
-            merged = replace(pull, head_sha=head_sha, merged=True, merged_at=now, merge_commit_sha=merge_sha)
-            self._store(full_name, replace(record, state="closed", closed_at=now, pull=merged))
+            now = self.clock.iso()
+            merged = replace(
+                pull, head_sha=head_sha, merged=True, merged_at=now, merge_commit_sha=merge_sha, merged_by=actor
+            )
+            record = self._log(replace(record, pull=merged), "merged", actor, now, commit_id=merge_sha)
+            self._store(full_name, self._set_state(record, "closed", actor, now))
             if pull.base == repo.default_branch:
-                self._close_linked_issues(full_name, record.body)
+                self._close_linked_issues(full_name, record.body, actor, merge_sha)
             return merge_sha
 
     # -- internals -----------------------------------------------------------------------------
@@ -399,18 +498,52 @@ class GitHubState:
             return self._next_id
 
     def _store(self, full_name: str, record: Issue) -> Issue:
-        record = replace(record, updated_at=now_iso())
+        record = replace(record, updated_at=self.clock.iso())
         with self._lock:
             self._data(full_name).issues[record.number] = record
         return record
 
-    def _ensure_label(self, full_name: str, name: str) -> Label:
-        with self._lock:
-            existing = self._data(full_name).labels.get(name.lower())
-            return existing or self.create_label(full_name, name)
+    def _log(self, record: Issue, event: str, actor: str, at: str, **details: object) -> Issue:
+        """`record` with one more event in its log."""
+        entry = IssueEvent(self._new_id(), event, actor, at, **details)
+        return replace(record, events=record.events + (entry,))
 
-    def _close_linked_issues(self, full_name: str, body: str) -> None:
+    def _edited(self, record: Issue, body: str, editor: str, at: str) -> tuple[BodyEdit, ...]:
+        """The edit history once `editor` sets the body to `body`."""
+        # GitHub starts a history on the first edit, with the original text as an entry edited
+        # at creation by the author; that entry is what makes `includesCreatedEdit` true.
+        history = record.edits or (BodyEdit(self._new_id(), record.created_at, record.author, record.body),)
+        return history + (BodyEdit(self._new_id(), at, editor, body),)
+
+    def _set_state(self, record: Issue, state: str, actor: str, at: str, commit_id: str | None = None) -> Issue:
+        closed = state == "closed"
+        record = replace(record, state=state, closed_at=at if closed else None, closed_by=actor if closed else None)
+        return self._log(record, "closed" if closed else "reopened", actor, at, commit_id=commit_id)
+
+    def _relabelled(self, full_name: str, record: Issue, names: Sequence[str], actor: str, at: str) -> Issue:
+        """`record` carrying exactly the labels `names`, each change logged as `actor`'s."""
+        wanted = self._ensure_labels(full_name, names)
+        kept = {label.name.lower() for label in wanted}
+        present = {name.lower() for name in record.labels}
+        for name in record.labels:
+            if name.lower() not in kept:
+                record = self._log(record, "unlabeled", actor, at, label=self.label_record(full_name, name))
+        for label in wanted:
+            if label.name.lower() not in present:
+                record = self._log(record, "labeled", actor, at, label=label)
+        return replace(record, labels=tuple(label.name for label in wanted))
+
+    def _ensure_labels(self, full_name: str, names: Sequence[str]) -> list[Label]:
+        """The repo's labels by these names, created where missing, each once, in order."""
+        with self._lock:
+            found: dict[str, Label] = {}
+            for name in names:
+                label = self._data(full_name).labels.get(name.lower()) or self.create_label(full_name, name)
+                found.setdefault(label.name.lower(), label)
+            return list(found.values())
+
+    def _close_linked_issues(self, full_name: str, body: str, actor: str, merge_sha: str) -> None:
         for number in {int(n) for n in _CLOSING.findall(body or "")}:
             target = self._data(full_name).issues.get(number)
             if target and target.pull is None and target.state == "open":
-                self.edit_issue(full_name, number, state="closed")
+                self._store(full_name, self._set_state(target, "closed", actor, self.clock.iso(), merge_sha))

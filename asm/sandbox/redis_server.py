@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import shutil
 import socket
 import subprocess
@@ -31,12 +33,23 @@ def find_binary(prefer_system: bool) -> Path:
     return Path(system) if system else embedded_binary()
 
 
+# The password goes into a URL and a config line as it is, so it keeps to URL-safe characters.
+PASSWORD_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
+
+
 class RedisServer:
-    """Starts, restarts and stops one server on loopback; data survives a restart when `persistent`."""
+    """Starts, restarts and stops one server on loopback; data survives a restart when `persistent`.
+
+    With a `password` the server refuses every client that does not give it (`requirepass`); the
+    password reaches the server on its stdin, never on a command line that `ps` shows.
+    """
 
     def __init__(self, binary: Path | None = None, port: int | None = None, data_dir: Path | None = None,
-                 persistent: bool = False) -> None:
+                 persistent: bool = False, password: str | None = None) -> None:
+        if password is not None and not PASSWORD_PATTERN.fullmatch(password):
+            raise ValueError("a Redis password here is made of A-Z, a-z, 0-9 and . _ ~ - (it goes into a URL as it is)")
         self.binary = binary or embedded_binary()
+        self.password = password
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="asm-redis-"))
@@ -46,7 +59,9 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """`redis://127.0.0.1:PORT/0`, with `:PASSWORD@` when the server has one."""
+        login = f":{self.password}@" if self.password else ""
+        return f"redis://{login}127.0.0.1:{self.port}/0"
 
     @property
     def kind(self) -> str:
@@ -54,13 +69,22 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        command = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                   "--save", "", *persistence, "--protected-mode", "no", "--daemonize", "no",
+                   "--logfile", str(self.data_dir / "server.log")]
+        # A trailing "-" makes the server read more configuration from stdin: the password, there.
+        # The server needs nothing from our environment, which may hold tokens.
         self.process = subprocess.Popen(
-            [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--save", "", *persistence, "--protected-mode", "no", "--daemonize", "no",
-             "--logfile", str(self.data_dir / "server.log")],
+            command + ["-"] if self.password else command, env={},
+            stdin=subprocess.PIPE if self.password else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        if self.password:
+            assert self.process.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # a server that died at once is reported below
+                self.process.stdin.write(f"requirepass {self.password}\n".encode())
+                self.process.stdin.close()
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:
             try:

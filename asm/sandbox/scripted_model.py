@@ -4,12 +4,16 @@ It plays each role the way Claude would with the same tools: it reads the system
 wrote (role, repository root, issue), counts its own earlier turns, and takes the next action
 of that role's script. The sample issues' code and tests come from `sample_repo.SOLUTIONS`.
 
-An issue can steer the script with a directive in its body, for tests:
-`<!-- asm-sandbox: po=REVISE,APPROVE; clarify; turns=5; run=env > probe.txt -->`
+It finds the issue where asm puts it, fenced in the first user message, and an issue can steer
+the script with a directive line in its body, for tests (visible text: asm removes hidden markup
+before the model sees an issue):
+`asm-sandbox: po=REVISE,APPROVE; clarify; turns=5; run=env > probe.txt`
 - `po=`: the Product Owner's decision in each round (the last one repeats);
 - `clarify`: the Architect asks questions instead of implementing;
 - `turns=N`: the Architect spends N extra turns looking around first;
-- `run=CMD`: the Architect also runs CMD with bash.
+- `run=CMD`: the Architect also runs CMD with bash;
+- `hostile=FOLDER; ports=P,Q`: the Architect first tries every attack of `hostile.attacks`;
+- `leak=TEXT`: the Architect writes TEXT into `leak.txt` (or, with `clarify`, into its questions).
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from asm.sandbox.hostile import attacks
 from asm.sandbox.sample_repo import TEST_COMMAND, Solution, solution_for
 
 ROLE_PATTERN = re.compile(r"You are the (Architect|Security reviewer|Tester|Product Owner)\b")
 ROOT_PATTERN = re.compile(r"checked out at (\S+) on the branch")
-ISSUE_PATTERN = re.compile(r"The issue, (\S+)#(\d+): (.*)")
+ISSUE_PATTERN = re.compile(r"The issue to work on, (\S+)#(\d+), follows")
+TITLE_PATTERN = re.compile(r"^Title: (.*)$", re.M)
 REVISION_PATTERN = re.compile(r"Revision (\d+)\.")
-DIRECTIVE_PATTERN = re.compile(r"<!--\s*asm-sandbox:(.*?)-->", re.S)
+DIRECTIVE_PATTERN = re.compile(r"^[ \t>]*asm-sandbox:(.*)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,9 @@ class Directives:
     clarify: bool = False
     extra_turns: int = 0
     run: str = ""
+    hostile: str = ""
+    ports: tuple[int, ...] = ()
+    leak: str = ""
 
     @classmethod
     def parse(cls, text: str) -> Directives:
@@ -49,8 +58,10 @@ class Directives:
                 values["clarify"] = True
             elif name == "turns":
                 values["extra_turns"] = int(value)
-            elif name == "run":
-                values["run"] = value.strip()
+            elif name in ("run", "hostile", "leak"):
+                values[name] = value.strip()
+            elif name == "ports":
+                values["ports"] = tuple(int(port) for port in value.split(",") if port.strip())
         return cls(**values)
 
 
@@ -76,8 +87,9 @@ class Situation:
         messages = request["messages"]
         role = ROLE_PATTERN.search(system)
         root = ROOT_PATTERN.search(system)
-        issue = ISSUE_PATTERN.search(system)
         first = _text(messages[0])
+        issue = ISSUE_PATTERN.search(first)
+        title = TITLE_PATTERN.search(first)
         revision = REVISION_PATTERN.search(first)
         feedback = first.split("asked for changes:", 1)[1].split("The previous round", 1)[0].strip() \
             if revision else ""
@@ -88,8 +100,8 @@ class Situation:
             role=role.group(1) if role else "",
             root=root.group(1) if root else ".",
             issue_number=int(issue.group(2)) if issue else 0,
-            title=issue.group(3).strip() if issue else "",
-            directives=Directives.parse(system),
+            title=title.group(1).strip() if title else "",
+            directives=Directives.parse(first),
             revision=int(revision.group(1)) if revision else 0,
             feedback=feedback,
             turn=sum(1 for message in messages if message["role"] == "assistant"),
@@ -128,9 +140,13 @@ def architect(s: Situation, solution: Solution | None) -> list[Action]:
     d = s.directives
     if d.clarify:
         return [("tool", "request_clarification", {"questions": "- Which module should this live in?\n"
-                                                                 "- What should happen with empty input?"})]
-    look = [edit(command="view", path=s.root)] + [bash("ls -la && git log --oneline -3")] * d.extra_turns
+                                                                 "- What should happen with empty input?"
+                                                                 + (f"\n- {d.leak}" if d.leak else "")})]
+    hostile = [("tool", attack.tool, attack.input) for attack in attacks(d.hostile, d.ports)] if d.hostile else []
+    look = hostile + [edit(command="view", path=s.root)] + [bash("ls -la && git log --oneline -3")] * d.extra_turns
     extra = [bash(d.run)] if d.run else []
+    if d.leak:
+        extra.append(edit(command="create", path="leak.txt", file_text=f"{d.leak}\n"))
     if solution is None:
         notes = f"docs/issue-{s.issue_number}.md"
         work = [edit(command="create", path=notes, file_text=f"# {s.title}\n\nNotes on issue #{s.issue_number}.\n")]
