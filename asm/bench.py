@@ -145,6 +145,11 @@ def measure(box: Sandbox, workers: int, issues: int, latency: float, sandbox: st
     mean_run = sum(r["seconds"] for r in runs) / max(len(runs), 1)
     ideal = math.ceil(issues / workers) * model_time
     pulls = sum(1 for pull in box.github.pulls(repo) if pull.head.startswith("ai-feature/"))
+    for number in numbers:  # what kept an issue from its pull request, for the person reading the bench
+        if box.settled_label(repo, number) != "in-review":
+            said = box.github.issue(repo, number).comments
+            print(f"  {repo}#{number}: {box.settled_label(repo, number)}: {said[-1][:300] if said else '-'}",
+                  file=sys.stderr, flush=True)
     stages: dict[str, float] = {}
     for run in runs:
         for stage, seconds in run.get("stage_seconds", {}).items():

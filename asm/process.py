@@ -54,7 +54,7 @@ from asm.progress import Report, Tracker
 from asm.queue import forget
 from asm.report import RunFacts, pull_body, redact
 from asm.roles import TEAM
-from asm.sanitize import sanitize
+from asm.sanitize import sanitize, strip_invisible
 from asm.status import WorkerStatus, paused_reason
 from asm.team import IssueText, Team
 from asm.tools import WorkingTree
@@ -153,6 +153,8 @@ class IssueRun:
             vouched = self.vouched()
         except Untrusted as refusal:
             return self.refuse(str(refusal))
+        # GitHub shows a title as plain text: only what is invisible goes (the body is Markdown, sanitised whole).
+        self.issue_title = strip_invisible(vouched.title)
         capped = self.deps.ledger.day_cap_reached(self.issue.repo, self.caps,
                                                   self.deps.ledger.worst_case(0, MAX_OUTPUT_TOKENS))
         if capped:
@@ -229,10 +231,10 @@ class IssueRun:
                              "Each one was interrupted (a worker killed, or the hard time limit). Label the issue "
                              f"`{self.settings.ready_label}` to try again once the cause is fixed.")
         self.progress.spent = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
-        self.issue_title = sanitize(vouched.title)
         left_out = f"; edits since by {', '.join(vouched.left_out)} were not used" if vouched.left_out else ""
+        # In code quotes: naming who asked must not notify them on every run.
         self.board.say(("resumed the interrupted run" if resumed else "picked up this issue")
-                       + f" as asked by {vouched.by}{left_out}: Architect → Security → Tester → Product Owner.")
+                       + f" as asked by `{vouched.by}`{left_out}: Architect → Security → Tester → Product Owner.")
         pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
         try:
             self.crew = self.team(vouched, pending)
@@ -281,7 +283,7 @@ class IssueRun:
         context = {"repo": self.issue.repo, "root": tree.shown_root, "branch": self.issue.branch,
                    "issue_key": self.issue.key}
         # What reaches the model: the vouched text, with everything GitHub would not show removed.
-        issue = IssueText(self.issue.key, sanitize(vouched.title), sanitize(vouched.body))
+        issue = IssueText(self.issue.key, self.issue_title, sanitize(vouched.body))
         transcripts = self.settings.workspace_dir / ".transcripts" / self.issue.workspace_name
         return Team(self.deps.model, meter, tree, jail, issue, context, self.settings.max_turns, transcripts,
                     redact=lambda text: redact(text, self.settings.secrets))

@@ -223,8 +223,11 @@ class Workspaces:
             # The agents' tree must share nothing: a hard-linked object written through it would
             # change the mirror, and every later run of every issue.
             self._git("clone", "--quiet", "--no-hardlinks", "--no-checkout", str(mirror), str(checkout.tree))
-        base_sha = self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{base}^{{commit}}",
-                             cwd=checkout.repo).strip()
+        try:
+            base_sha = self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{base}^{{commit}}",
+                                 cwd=checkout.repo).strip()
+        except WorkspaceError:
+            raise WorkspaceError(f"git rev-parse failed: the base branch {base} is not in {issue.repo}") from None
         # The last time asm runs git in the tree: freshly cloned, nothing of the agents' in it yet.
         self._git("remote", "set-url", "origin", clone_url, cwd=checkout.tree)
         self._git("checkout", "--quiet", "-B", issue.branch, base_sha, cwd=checkout.tree)

@@ -108,7 +108,7 @@ def test_an_outsiders_issue_labelled_by_a_maintainer_is_worked(fleet: Sandbox, c
     assert fleet.settled_label(repo, number) == "in-review"
     [pull] = fleet.github.pulls(repo)
     assert fleet.github.file_at(repo, pull.head, solution.module_path) == solution.code
-    assert "as asked by @maint" in fleet.github.issue(repo, number).comments[0]
+    assert "as asked by `@maint`" in fleet.github.issue(repo, number).comments[0]
 
 
 def test_an_edit_after_the_label_by_an_outsider_never_reaches_the_model(fleet: Sandbox, client: redis.Redis) -> None:
@@ -162,7 +162,7 @@ def test_asm_enqueue_is_the_operators_word_for_an_issue_a_triager_labelled(fleet
 
     assert wait_for(lambda: fleet.settled_label(repo, number) is not None, SETTLE)
     assert fleet.settled_label(repo, number) == "in-review"
-    assert "as asked by the operator" in fleet.github.issue(repo, number).comments[0]
+    assert "as asked by `the operator" in fleet.github.issue(repo, number).comments[0]
 
 
 def test_asm_enqueue_refuses_a_repository_outside_asm_repos(fleet: Sandbox) -> None:
