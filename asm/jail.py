@@ -339,6 +339,8 @@ def _watch(process: subprocess.Popen[bytes], child: int | None, timeout: float, 
     while True:
         try:
             code = process.wait(timeout=max(0.0, min(WATCH_SECONDS, deadline - time.monotonic())))
+            # The namespace's init outlives bwrap by a moment: until it is gone, so is nothing else yet.
+            _wait_gone(child)
             return Finished(code, notes=tuple(notes))
         except subprocess.TimeoutExpired:
             pass
@@ -410,7 +412,8 @@ def _memory_held(pid: str) -> int:
 
 
 def _wait_gone(pid: int | None, timeout: float = 2.0) -> None:
-    """Until the sandbox's init has died (a zombie counts), so nothing of the command outlives the call."""
+    """Until the sandbox's init has died (a zombie counts): the kernel ends an init only once every
+    other process of its namespace has ended, so then nothing of the command outlives the call."""
     deadline = time.monotonic() + timeout
     while pid and time.monotonic() < deadline:
         try:
