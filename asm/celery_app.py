@@ -82,7 +82,7 @@ def _expose_metrics(**_: Any) -> None:
     from functools import cache
 
     from asm.deps import redis_client
-    from asm.prometheus import install
+    from asm.observe.prometheus import install
 
     settings = _settings or load_settings()
     install(lambda: settings, cache(lambda: redis_client(settings.redis_url, patient=False)))

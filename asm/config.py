@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from asm.cost import Price, parse_prices, price_for
 from asm.errors import ConfigError
+from asm.spend.cost import Price, parse_prices, price_for
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # use with fullmatch

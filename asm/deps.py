@@ -13,14 +13,14 @@ from redis.retry import Retry
 
 from asm.config import Settings
 from asm.github import GitHub
-from asm.jail import Jail
-from asm.ledger import Ledger
-from asm.metrics import Recorder
-from asm.redaction import Secrets
+from asm.guard.jail import Jail
+from asm.guard.redaction import Secrets
+from asm.observe.metrics import Recorder
+from asm.spend.ledger import Ledger
 from asm.workspace import Workspaces
 
 if TYPE_CHECKING:
-    from asm.model import ModelClient
+    from asm.agents.model import ModelClient
 
 GITHUB_TIMEOUT_SECONDS = 30
 GITHUB_RETRIES = 6
@@ -99,7 +99,7 @@ def model_client(settings: Settings, recorder: Recorder | None = None) -> ModelC
     # Imported here: the SDK takes seconds to import, and `asm enqueue` or `asm status` never call it.
     import anthropic
 
-    from asm.model import ModelClient
+    from asm.agents.model import ModelClient
 
     # The SDK's own retries are off: asm's policy (ASM_MAX_AGENT_RETRIES, doubling backoff) rules.
     client = anthropic.Anthropic(

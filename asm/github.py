@@ -12,8 +12,8 @@ import github
 from github.GithubException import GithubException, UnknownObjectException
 
 from asm.errors import BadInput, GitHubError
+from asm.guard.trust import LEVELS, IssueHistory, Labelled, Version
 from asm.keys import IssueRef
-from asm.trust import LEVELS, IssueHistory, Labelled, Version
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ IN_PROGRESS = "in-progress"
 IN_REVIEW = "in-review"
 NEEDS_CLARIFICATION = "needs-clarification"
 AI_FAILED = "ai-failed"
+COMMENT_PREFIX = "🤖 **asm**:"  # how every comment of asm's begins (the scan recognises its runs by it)
 # A repository's clone URL and default branch hardly ever change: read them once in a while.
 REPO_INFO_SECONDS = 600
 # The labels asm creates when a repository lacks them: name -> (colour, description).

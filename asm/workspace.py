@@ -27,9 +27,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from asm.errors import SecretInChange, WorkspaceError
-from asm.jail import Jail, Limits, prepare, tool_environment
+from asm.guard.jail import Jail, Limits, prepare, tool_environment
+from asm.guard.redaction import Secrets
 from asm.keys import IssueRef
-from asm.redaction import Secrets
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 from billiard.process import current_process
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
-from asm import worker
+from asm.fleet import worker
 
 
 @worker_init.connect

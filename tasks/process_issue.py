@@ -1,16 +1,16 @@
-"""asm.process_issue: one issue, one delivery; the work is `asm.process.process_issue`."""
+"""asm.process_issue: one issue, one delivery; the work is `asm.run.issue_run.process_issue`."""
 
 from __future__ import annotations
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from asm import worker
 from asm.celery_app import app
+from asm.fleet import worker
+from asm.fleet.queue import enqueue
 from asm.keys import IssueRef
-from asm.process import process_issue as work_issue
-from asm.progress import Progress
-from asm.queue import enqueue
+from asm.observe.progress import Progress
+from asm.run.issue_run import process_issue as work_issue
 
 
 @app.task(name="asm.process_issue", bind=True)

@@ -1,10 +1,10 @@
-"""asm.scan: queue every ready (or orphaned) issue of ASM_REPOS; the work is `asm.scan.scan`."""
+"""asm.scan: queue every ready (or orphaned) issue of ASM_REPOS; the work is `asm.fleet.scan.scan`."""
 
 from __future__ import annotations
 
-from asm import worker
 from asm.celery_app import app
-from asm.scan import scan as scan_repos
+from asm.fleet import worker
+from asm.fleet.scan import scan as scan_repos
 
 
 @app.task(name="asm.scan")

@@ -1,6 +1,6 @@
 """Runs commands in asm's sandbox the way a worker that is not root does: a JSON request in, JSON results out.
 
-tests/test_jail.py copies this file next to copies of asm/jail.py and asm/errors.py (which need only
+tests/test_jail.py copies this file next to copies of asm/guard/jail.py and asm/errors.py (which need only
 the standard library) and starts it as an unprivileged user, so the jail's user-namespace path is
 driven by a real unprivileged process. Request: {"tree", "scratch", "limits": {...}, "network",
 "steps": [{"command", "timeout", "mark"}]}; each step's result says which processes holding its
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from asm.errors import SandboxUnavailable  # noqa: E402
-from asm.jail import Jail, Limits, prepare, tool_environment  # noqa: E402
+from asm.guard.jail import Jail, Limits, prepare, tool_environment  # noqa: E402
 
 
 def running(mark: str) -> list[int]:

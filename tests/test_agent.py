@@ -13,8 +13,12 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from asm.agent import Agent
-from asm.cost import Usage
+from asm.agents.loop import Agent
+from asm.agents.model import ModelClient
+from asm.agents.roles import ARCHITECT, PRODUCT_OWNER, TESTER
+from asm.agents.team import IssueText, Team, task_text
+from asm.agents.tools import BASH_TOOL, BashTool, WorkingTree
+from asm.agents.workflow import Step, run_workflow
 from asm.errors import (
     AsmError,
     BudgetExceeded,
@@ -23,14 +27,10 @@ from asm.errors import (
     ModelUnavailable,
     TurnLimitReached,
 )
-from asm.jail import SHOWN_ROOT, Jail, prepare
-from asm.model import ModelClient
-from asm.roles import ARCHITECT, PRODUCT_OWNER, TESTER
+from asm.guard.jail import SHOWN_ROOT, Jail, prepare
 from asm.sandbox.model_server import ScriptedModelServer
 from asm.sandbox.sample_repo import FILES, SOLUTIONS, TEST_COMMAND
-from asm.team import IssueText, Team, task_text
-from asm.tools import BASH_TOOL, BashTool, WorkingTree
-from asm.workflow import Step, run_workflow
+from asm.spend.cost import Usage
 
 KEY = "sk-ant-sandbox-agent"
 MODEL = "claude-sonnet-4-6"

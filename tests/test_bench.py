@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 
-from asm.bench import BenchRow, render
+from asm.commands.bench import BenchRow, render
 
 
 def test_bench_runs_the_fleet_with_the_sandbox_and_without_side_by_side() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "asm.cli", "bench", "--workers", "2", "--issues", "2", "--model-latency", "0.05",
+        [sys.executable, "-m", "asm", "bench", "--workers", "2", "--issues", "2", "--model-latency", "0.05",
          "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)

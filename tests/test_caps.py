@@ -1,5 +1,5 @@
 """Spend caps, hit for real: the sandbox model bills its usage, the ledger in Redis counts it, and a
-run is stopped before the call that could cross a cap. Runs go through `asm.process.process_issue`
+run is stopped before the call that could cross a cap. Runs go through `asm.run.issue_run.process_issue`
 in this process (the product path without Celery); the last test runs three at once on a worker."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from pathlib import Path
 import redis
 
 from asm.config import load_settings
-from asm.cost import money
 from asm.deps import build
+from asm.fleet.queue import enqueue
 from asm.keys import IssueRef, fleet_day_spend_key, repo_day_spend_key, utc_day
-from asm.process import process_issue
-from asm.queue import enqueue
+from asm.observe.status import WorkerStatus, read_workers
+from asm.run.issue_run import process_issue
 from asm.sandbox.fleet import Sandbox, wait_for
 from asm.sandbox.redis_server import RedisServer
-from asm.status import WorkerStatus, read_workers
+from asm.spend.cost import money
 
 REPO = "acme/textkit"
 OTHER = "acme/other"

@@ -21,7 +21,7 @@ def asm(sandbox: Sandbox, *args: str, **env: str) -> subprocess.CompletedProcess
     for name, value in env.items():
         if value == "":
             environment.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "asm.cli", *args], env=environment, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "asm", *args], env=environment, capture_output=True,
                           text=True, timeout=60, cwd=sandbox.root)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from asm.config import Settings, load_settings, read_dotenv, require
-from asm.cost import PRICES, Price
 from asm.errors import ConfigError
+from asm.spend.cost import PRICES, Price
 
 
 def load(environ: dict[str, str], dotenv: Path | None = None) -> Settings:

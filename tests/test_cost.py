@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from asm.cost import PRICES, Price, Usage, parse_prices, price_for
 from asm.errors import ConfigError
+from asm.spend.cost import PRICES, Price, Usage, parse_prices, price_for
 
 SONNET = Price(input=3.0, output=15.0, cache_write=3.75, cache_read=0.30)
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from asm.fleet.queue import PROCESS_ISSUE, enqueue
 from asm.keys import IssueRef
-from asm.queue import PROCESS_ISSUE, enqueue
+from asm.observe.status import read_history
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
-from asm.status import read_history
 
 SETTLE_TIMEOUT = 90
 REPOS = ("acme/many", "acme/dupes", "acme/revise", "acme/reject", "acme/exhausted", "acme/clarify",
@@ -76,7 +76,7 @@ def test_the_same_issue_queued_many_times_and_enqueued_during_its_run_gives_one_
     try:
         results = [app.send_task(PROCESS_ISSUE, args=[repo, number]) for _ in range(4)]
         assert wait_for(lambda: client.exists(IssueRef(repo, number).claim_key), 30)
-        command = [sys.executable, "-m", "asm.cli", "enqueue", str(number), "--repo", repo]
+        command = [sys.executable, "-m", "asm", "enqueue", str(number), "--repo", repo]
         done = subprocess.run(command, env=fleet.process_env(), capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "already queued or being worked on" in done.stdout

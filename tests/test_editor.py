@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from asm.editor import EditorTool
-from asm.tools import ToolResult, WorkingTree
-from asm.treefs import MAX_READ_BYTES
+from asm.agents.editor import EditorTool
+from asm.agents.tools import ToolResult, WorkingTree
+from asm.guard.treefs import MAX_READ_BYTES
 
 SECRET = "do not read\n"
 

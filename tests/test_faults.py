@@ -17,11 +17,11 @@ import pytest
 import redis
 
 from asm.config import load_settings
+from asm.fleet.queue import PROCESS_ISSUE, enqueue
 from asm.keys import RUNNING, IssueRef, worker_key
-from asm.queue import PROCESS_ISSUE, enqueue
+from asm.observe.status import paused_reason, read_workers
 from asm.sandbox.fleet import Sandbox, wait_for
 from asm.sandbox.redis_server import RedisServer
-from asm.status import paused_reason, read_workers
 
 REPO = "acme/textkit"
 # A short claim and a fast scan, so a lapsed claim is noticed in seconds, not minutes.
@@ -194,12 +194,12 @@ def test_no_credit_pauses_the_fleet_and_gives_issues_back_untouched(tmp_path: Pa
         for number in numbers:
             assert box.github.issue(REPO, number).labels == ("ready-for-dev",)
         env = box.process_env()
-        status = subprocess.run([sys.executable, "-m", "asm.cli", "status"], env=env, capture_output=True, text=True)
+        status = subprocess.run([sys.executable, "-m", "asm", "status"], env=env, capture_output=True, text=True)
         assert "PAUSED" in status.stdout and "credit" in status.stdout
         assert "fleet paused" in worker.log()
-        resumed = subprocess.run([sys.executable, "-m", "asm.cli", "resume"], env=env, capture_output=True, text=True)
+        resumed = subprocess.run([sys.executable, "-m", "asm", "resume"], env=env, capture_output=True, text=True)
         assert resumed.returncode == 0
-        subprocess.run([sys.executable, "-m", "asm.cli", "scan"], env=env, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "asm", "scan"], env=env, check=True, capture_output=True)
         settle(box, numbers)
         one_pull_each(box, numbers)
 

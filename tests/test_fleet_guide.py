@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from asm.fleet.claim import Claim
+from asm.fleet.queue import enqueue
 from asm.keys import IssueRef
-from asm.locks import Claim
-from asm.queue import enqueue
+from asm.observe.status import read_history, read_workers
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
-from asm.status import read_history, read_workers
 
 SLOTS = 5
 

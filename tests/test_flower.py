@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from asm.commands.up import FLOWER_OPTIONS
 from asm.config import load_settings
+from asm.fleet.queue import enqueue
 from asm.keys import IssueRef
-from asm.launcher import FLOWER_OPTIONS
-from asm.queue import enqueue
+from asm.observe.status import read_workers
 from asm.sandbox.fleet import Sandbox, wait_for
 from asm.sandbox.redis_server import RedisServer
-from asm.status import read_workers
 
 REPO = "acme/textkit"
 STAGES = {"ARCHITECT", "SECURITY", "TESTER", "PO"}

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from asm.fleet.queue import PROCESS_ISSUE, enqueue
+from asm.fleet.scan import scan
+from asm.github import COMMENT_PREFIX
 from asm.keys import IssueRef
-from asm.queue import PROCESS_ISSUE, enqueue
-from asm.report import COMMENT_PREFIX
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.github_state import BOT_LOGIN
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
-from asm.scan import scan
 
 REPOS = ("acme/gate-triage", "acme/gate-outsider", "acme/gate-edited", "acme/gate-operator", "acme/gate-orphans",
          "acme/gate-renamed")
@@ -155,7 +155,7 @@ def test_asm_enqueue_is_the_operators_word_for_an_issue_a_triager_labelled(fleet
     number = fleet.add_issue(repo, solution.title, solution.body, labels=(), author="triager")
     fleet.github.add_labels(repo, number, ["ready-for-dev"], actor="triager")
 
-    command = [sys.executable, "-m", "asm.cli", "enqueue", str(number), "--repo", repo]
+    command = [sys.executable, "-m", "asm", "enqueue", str(number), "--repo", repo]
     done = subprocess.run(command, env=fleet.process_env(ASM_REPOS=",".join(REPOS)), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -166,7 +166,7 @@ def test_asm_enqueue_is_the_operators_word_for_an_issue_a_triager_labelled(fleet
 
 
 def test_asm_enqueue_refuses_a_repository_outside_asm_repos(fleet: Sandbox) -> None:
-    command = [sys.executable, "-m", "asm.cli", "enqueue", "1", "--repo", OUTSIDE]
+    command = [sys.executable, "-m", "asm", "enqueue", "1", "--repo", OUTSIDE]
     done = subprocess.run(command, env=fleet.process_env(ASM_REPOS=",".join(REPOS)), capture_output=True,
                           text=True, timeout=60)
 

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from asm.fleet.queue import enqueue
+from asm.guard.redaction import Secrets
 from asm.keys import IssueRef
-from asm.queue import enqueue
-from asm.redaction import Secrets
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.hostile import EDITOR, MARK, SURVIVOR, attacks, host_traces
 from asm.sandbox.redis_server import RedisServer

@@ -29,10 +29,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from asm.agents.tools import BashTool, WorkingTree
 from asm.errors import SandboxUnavailable
-from asm.jail import SHOWN_ROOT, Jail, Limits, prepare, tool_environment
+from asm.guard.jail import SHOWN_ROOT, Jail, Limits, prepare, tool_environment
 from asm.sandbox.redis_server import RedisServer
-from asm.tools import BashTool, WorkingTree
 
 AS_ROOT = os.geteuid() == 0
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
@@ -209,7 +209,7 @@ def test_a_detached_process_does_not_survive_the_timeout_either(box: Box, token:
 WORKER = """
 import sys, tempfile
 from pathlib import Path
-from asm.jail import Jail, prepare, tool_environment
+from asm.guard.jail import Jail, prepare, tool_environment
 tree, scratch, mark, network = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3][5:], sys.argv[4] == "on"
 with tempfile.TemporaryFile() as output:
     Jail(network=network).run(f"sleep {mark} & sleep {mark}", tree, scratch, tool_environment(), output)
@@ -788,10 +788,11 @@ def drive_as_nobody(base: Path, commands: dict[str, str], network: bool = False,
     The system's Python runs it: the project's interpreter lives where nobody cannot read.
     """
     package = base / "pkg"
-    (package / "asm").mkdir(parents=True)
-    for name in ("jail.py", "errors.py"):
+    (package / "asm" / "guard").mkdir(parents=True)
+    for name in ("guard/jail.py", "errors.py"):
         shutil.copy(Path(__file__).parents[1] / "asm" / name, package / "asm" / name)
-    (package / "asm" / "__init__.py").write_text("")  # the real one imports Celery
+    for init in ("asm/__init__.py", "asm/guard/__init__.py"):
+        (package / init).write_text("")  # the real asm/__init__.py imports Celery
     shutil.copy(Path(__file__).with_name("jail_driver.py"), package / "jail_driver.py")
     work = base / "work"
     work.mkdir()

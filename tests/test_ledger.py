@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import redis
 
-from asm.cost import PRICES, Usage
 from asm.errors import BudgetExceeded
 from asm.keys import (
     IssueRef,
@@ -14,7 +13,8 @@ from asm.keys import (
     reservations_key,
     utc_day,
 )
-from asm.ledger import RESERVATION_STALE_SECONDS, Caps, Ledger
+from asm.spend.cost import PRICES, Usage
+from asm.spend.ledger import RESERVATION_STALE_SECONDS, Caps, Ledger
 
 ISSUE = IssueRef("acme/shop", 7)
 OTHER = IssueRef("acme/shop", 8)

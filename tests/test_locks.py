@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from asm.errors import AlreadyClaimed, ClaimLost
+from asm.fleet.claim import Claim
 from asm.keys import IssueRef
-from asm.locks import Claim
 
 ISSUE = IssueRef("acme/shop", 7)
 

@@ -8,12 +8,12 @@ from typing import Any
 import anthropic
 import pytest
 
-from asm.roles import ARCHITECT, PRODUCT_OWNER, SECURITY, TESTER, Role
+from asm.agents.roles import ARCHITECT, PRODUCT_OWNER, SECURITY, TESTER, Role
+from asm.agents.team import IssueText, task_text
+from asm.agents.tools import BASH_TOOL, EDITOR_TOOL
+from asm.agents.workflow import Step
 from asm.sandbox.model_server import CREDIT_MESSAGE, ScriptedModelServer
 from asm.sandbox.sample_repo import SOLUTIONS, TEST_COMMAND
-from asm.team import IssueText, task_text
-from asm.tools import BASH_TOOL, EDITOR_TOOL
-from asm.workflow import Step
 
 KEY = "sk-ant-sandbox-test"
 MODEL = "claude-sonnet-4-6"

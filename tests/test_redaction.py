@@ -13,8 +13,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from asm.redaction import REDACTED, Secrets, forms_of
-from asm.report import RedactingFilter, redact
+from asm.guard.redaction import REDACTED, RedactingFilter, Secrets, forms_of, redact
 
 # Shaped like the real thing, valid nowhere.
 TOKEN = "ghp_R8x2mQv7Lk4Zt9Yw3Nc6Hb1Pj5Sd0Fg2Ae7X"

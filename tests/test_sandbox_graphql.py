@@ -12,7 +12,12 @@ import github
 import pytest
 
 from asm.github import HISTORY_QUERY
-from asm.sandbox.github_graphql_syntax import EnumValue, GraphQLSyntaxError, Variable, parse
+from asm.sandbox.github_graphql_syntax import (
+    EnumValue,
+    GraphQLSyntaxError,
+    Variable,
+    parse,
+)
 from asm.sandbox.github_server import GitHubServer
 from asm.sandbox.github_state import GitHubState
 

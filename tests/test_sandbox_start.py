@@ -10,8 +10,8 @@ from pathlib import Path
 import redis
 
 from asm.config import Settings
+from asm.observe.status import read_workers
 from asm.sandbox.fleet import Sandbox, wait_for
-from asm.status import read_workers
 
 
 def fake_bwrap(folder: Path) -> str:
@@ -23,7 +23,7 @@ def fake_bwrap(folder: Path) -> str:
 
 
 def status(sandbox: Sandbox, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "asm.cli", "status", *arguments], env=sandbox.process_env(),
+    return subprocess.run([sys.executable, "-m", "asm", "status", *arguments], env=sandbox.process_env(),
                           capture_output=True, text=True, timeout=60)
 
 

@@ -10,12 +10,11 @@ import redis
 
 from asm.config import Settings
 from asm.deps import github_client
-from asm.github import GitHub
+from asm.fleet.claim import Claim
+from asm.fleet.scan import scan
+from asm.github import COMMENT_PREFIX, GitHub
 from asm.keys import PAUSED, QUEUED, IssueRef, attempts_key
-from asm.locks import Claim
-from asm.report import COMMENT_PREFIX
 from asm.sandbox.fleet import Sandbox
-from asm.scan import scan
 
 REPO = "acme/scan"
 

@@ -15,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from asm.jail import SHOWN_ROOT, Jail, prepare
-from asm.tools import MAX_OUTPUT_CHARACTERS, BashTool, ToolResult, WorkingTree, truncate
+from asm.agents.tools import (
+    MAX_OUTPUT_CHARACTERS,
+    BashTool,
+    ToolResult,
+    WorkingTree,
+    truncate,
+)
+from asm.guard.jail import SHOWN_ROOT, Jail, prepare
 
 
 @pytest.fixture(params=["bwrap", "off"])

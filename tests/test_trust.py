@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from asm.errors import Untrusted
-from asm.trust import IssueHistory, Labelled, OperatorVouch, Version, digest, permits, vouch
+from asm.guard.trust import (
+    IssueHistory,
+    Labelled,
+    OperatorVouch,
+    Version,
+    digest,
+    permits,
+    vouch,
+)
 
 ROLES = {"maint": "maintain", "admin": "admin", "writer": "write", "triager": "triage", "reader": "read",
          "asm-bot": "write"}

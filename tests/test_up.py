@@ -87,7 +87,7 @@ def environ_of(pid: int) -> dict[str, str]:
 def asm_up(env: dict[str, str], cwd: Path, log_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """`asm up -c 1` in its own session; Ctrl-C at the end, and every process it started must be gone."""
     with open(log_path, "ab") as log:
-        up = subprocess.Popen([sys.executable, "-m", "asm.cli", "up", "-c", "1", "--flower-port", str(port)],
+        up = subprocess.Popen([sys.executable, "-m", "asm", "up", "-c", "1", "--flower-port", str(port)],
                               env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield up
@@ -198,7 +198,7 @@ def test_asm_up_uses_a_given_redis_and_flower_login_as_they_are(sandbox: Sandbox
 
 
 def run_up(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "asm.cli", "up", "-c", "1", "--flower-port", str(free_port())],
+    return subprocess.run([sys.executable, "-m", "asm", "up", "-c", "1", "--flower-port", str(free_port())],
                           env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from asm.roles import ARCHITECT, PRODUCT_OWNER, SECURITY, TEAM, TESTER
-from asm.workflow import Outcome, RoleOutput, Step, next_step, run_workflow
+from asm.agents.roles import ARCHITECT, PRODUCT_OWNER, SECURITY, TEAM, TESTER
+from asm.agents.workflow import Outcome, RoleOutput, Step, next_step, run_workflow
 
 DONE = RoleOutput("did my part")
 

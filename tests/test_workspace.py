@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from asm.errors import SecretInChange, WorkspaceError
-from asm.jail import Jail, tool_environment
+from asm.guard.jail import Jail, tool_environment
+from asm.guard.redaction import Secrets
 from asm.keys import IssueRef
-from asm.redaction import Secrets
 from asm.sandbox.github_state import GitHubState
 from asm.workspace import Checkout, Workspaces, git_environment
 

@@ -172,7 +172,7 @@ class Sandbox:
         """`start_worker`, then wait until every slot has announced itself and the node takes tasks;
         RuntimeError with the worker's log when it does not within `timeout`."""
         from asm.celery_app import app
-        from asm.status import read_workers
+        from asm.observe.status import read_workers
 
         worker = self.start_worker(slots, name, **env)
         client = redis.Redis.from_url(self.redis_url)

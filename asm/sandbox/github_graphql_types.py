@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from asm.sandbox.github_graphql_syntax import Directive, EnumValue, Field, Location, Operation, Variable
+from asm.sandbox.github_graphql_syntax import (
+    Directive,
+    EnumValue,
+    Field,
+    Location,
+    Operation,
+    Variable,
+)
 
 Resolver = Callable[[Any, dict[str, Any], Any], Any]  # (parent value, arguments, context) -> value
 ABSENT = object()  # an argument nobody gave, with no default: resolvers do not see it

@@ -13,8 +13,8 @@ from pathlib import Path
 from asm.config import SECRET_VARIABLES, load_settings
 from asm.deps import Deps, build, jail
 from asm.errors import SandboxUnavailable
-from asm.report import RedactingFilter
-from asm.status import WorkerStatus
+from asm.guard.redaction import RedactingFilter
+from asm.observe.status import WorkerStatus
 
 log = logging.getLogger(__name__)
 PR_SET_DUMPABLE = 4

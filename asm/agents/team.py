@@ -7,12 +7,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from asm.agent import Agent, Completer, Meter
-from asm.editor import EditorTool
-from asm.jail import Jail
-from asm.roles import CLARIFY_TOOL, DECISION_TOOL
-from asm.tools import BASH_TOOL, EDITOR_TOOL, EDITOR_TOOL_NAME, BashTool, WorkingTree
-from asm.workflow import RoleOutput, Step
+from asm.agents.editor import EditorTool
+from asm.agents.loop import Agent, Completer, Meter
+from asm.agents.roles import CLARIFY_TOOL, DECISION_TOOL
+from asm.agents.tools import (
+    BASH_TOOL,
+    EDITOR_TOOL,
+    EDITOR_TOOL_NAME,
+    BashTool,
+    WorkingTree,
+)
+from asm.agents.workflow import RoleOutput, Step
+from asm.guard.jail import Jail
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 import redis
 
 from asm.errors import AsmError
-from asm.github import IN_PROGRESS, GitHub
+from asm.fleet.queue import Sender, enqueue
+from asm.github import COMMENT_PREFIX, IN_PROGRESS, GitHub
 from asm.keys import MODEL_RESTING, IssueRef, attempts_key, told_key
-from asm.queue import Sender, enqueue
-from asm.report import COMMENT_PREFIX
-from asm.status import paused_reason
+from asm.observe.status import paused_reason
 
 log = logging.getLogger(__name__)
 NOT_OURS_SECONDS = 3600

@@ -2,64 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from asm.github import COMMENT_PREFIX
 from asm.keys import IssueRef
-from asm.ledger import Spend
-from asm.redaction import REDACTED as REDACTED  # REDACTED: where callers have always found it
-from asm.redaction import Secrets
+from asm.observe.display import duration_text
+from asm.spend.ledger import Spend
 
 if TYPE_CHECKING:
-    from asm.workflow import Outcome
+    from asm.agents.workflow import Outcome
 
 NOTE_LIMIT = 8_000  # characters of one role's notes in a PR body (4 roles + verdict stay far below 65,536)
 FILES_LIMIT = 200
-COMMENT_PREFIX = "🤖 **asm**:"  # how every comment of asm's begins (the scan recognises its runs by it)
-
-
-@functools.lru_cache(maxsize=32)
-def _matcher(secrets: tuple[str, ...]) -> Secrets:
-    return Secrets(secrets)  # compiled once per set of values; they are fixed for a process
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value in text, plain, hex, base64 or percent-encoded; nothing asm writes may carry one."""
-    return _matcher(tuple(secrets)).redact(text)
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that takes secrets, in any encoding, out of every record's message and traceback."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = tuple(secrets)
-        self.matcher = _matcher(self.secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = self.matcher.redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            # Formatters print exc_text when it is set, so the traceback is cleaned once, here.
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.matcher.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.matcher.redact(record.stack_info)
-        return True
-
-
-def duration_text(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 @dataclass(frozen=True)

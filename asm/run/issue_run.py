@@ -13,8 +13,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from asm.board import FINAL_LABELS, Board
-from asm.cost import MAX_OUTPUT_TOKENS
+from asm.agents.roles import TEAM
+from asm.agents.team import IssueText, Team
+from asm.agents.tools import WorkingTree
+from asm.agents.workflow import Outcome, run_workflow
 from asm.deps import Deps
 from asm.errors import (
     AlreadyClaimed,
@@ -28,6 +30,8 @@ from asm.errors import (
     TurnLimitReached,
     Untrusted,
 )
+from asm.fleet.claim import Claim
+from asm.fleet.queue import forget
 from asm.github import (
     AI_FAILED,
     IN_PROGRESS,
@@ -37,7 +41,10 @@ from asm.github import (
     PullInfo,
     RepoInfo,
 )
-from asm.jail import SHOWN_ROOT
+from asm.guard.jail import SHOWN_ROOT
+from asm.guard.redaction import redact
+from asm.guard.sanitize import sanitize, strip_invisible
+from asm.guard.trust import OperatorVouch, Vouched, vouch
 from asm.keys import (
     MODEL_OUTAGES,
     MODEL_RESTING,
@@ -48,18 +55,12 @@ from asm.keys import (
     told_key,
     vouched_key,
 )
-from asm.ledger import Caps, IssueMeter
-from asm.locks import Claim
-from asm.progress import Report, Tracker
-from asm.queue import forget
-from asm.report import RunFacts, pull_body, redact
-from asm.roles import TEAM
-from asm.sanitize import sanitize, strip_invisible
-from asm.status import WorkerStatus, paused_reason
-from asm.team import IssueText, Team
-from asm.tools import WorkingTree
-from asm.trust import OperatorVouch, Vouched, vouch
-from asm.workflow import Outcome, run_workflow
+from asm.observe.progress import Report, Tracker
+from asm.observe.status import WorkerStatus, paused_reason
+from asm.run.board import FINAL_LABELS, Board
+from asm.run.texts import RunFacts, pull_body
+from asm.spend.cost import MAX_OUTPUT_TOKENS
+from asm.spend.ledger import Caps, IssueMeter
 from asm.workspace import Checkout, Pending
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""asm's metrics, counted: every worker adds to one Redis hash (asm.prometheus exposes it).
+"""asm's metrics, counted: every worker adds to one Redis hash (asm.observe.prometheus exposes it).
 
 Workers come and go and run on many machines, so the counts live in Redis, not in a process.
 """

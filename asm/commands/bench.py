@@ -28,9 +28,9 @@ from typing import TextIO
 from asm.config import load_settings
 from asm.deps import github_client, redis_client
 from asm.github import GitHub
-from asm.jail import Jail, prepare, tool_environment
+from asm.guard.jail import Jail, prepare, tool_environment
+from asm.observe.status import read_history
 from asm.sandbox.fleet import Sandbox, wait_for
-from asm.status import read_history
 
 WORKER_START_TIMEOUT = 60.0
 SANDBOX_SAMPLES = 40  # tool commands timed each way, alternating, for the sandbox's own cost
@@ -123,7 +123,7 @@ def measure(box: Sandbox, workers: int, issues: int, latency: float, sandbox: st
     numbers = box.add_sample_issues(issues, repo)
     settings = load_settings(box.env(), dotenv=None)
     from asm.celery_app import app, use_settings
-    from asm.scan import scan
+    from asm.fleet.scan import scan
 
     use_settings(settings)
     client = redis_client(settings.redis_url)

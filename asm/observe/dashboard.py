@@ -10,8 +10,8 @@ import redis
 
 from asm.config import Settings
 from asm.keys import fleet_day_spend_key, repo_day_spend_key, utc_day
-from asm.report import duration_text
-from asm.status import (
+from asm.observe.display import duration_text
+from asm.observe.status import (
     paused_reason,
     read_history,
     read_queued,

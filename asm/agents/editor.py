@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from asm.tools import EDITOR_TOOL, MAX_VIEW_CHARACTERS, ToolResult, WorkingTree, truncate
-from asm.treefs import ConfinedTree, TreeRefused
+from asm.agents.tools import (
+    EDITOR_TOOL,
+    MAX_VIEW_CHARACTERS,
+    ToolResult,
+    WorkingTree,
+    truncate,
+)
+from asm.guard.treefs import ConfinedTree, TreeRefused
 
 Handler = Callable[[str, Mapping[str, Any]], str]
 

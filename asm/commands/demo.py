@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TextIO
 
 from asm.config import load_settings, without_password
-from asm.dashboard import render, snapshot
 from asm.deps import redis_client
 from asm.github import IN_REVIEW
-from asm.report import duration_text
+from asm.observe.dashboard import render, snapshot
+from asm.observe.display import duration_text
+from asm.observe.status import paused_reason, read_history
 from asm.sandbox.fleet import Sandbox, wait_for
-from asm.status import paused_reason, read_history
 
 WORKER_START_TIMEOUT = 60.0
 TABLE_EVERY_SECONDS = 1.0
@@ -42,8 +42,8 @@ def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout
             return 1
         from asm.celery_app import app
         from asm.deps import github_client
+        from asm.fleet.scan import scan
         from asm.github import GitHub
-        from asm.scan import scan
 
         started = time.monotonic()
         found = scan(GitHub(github_client(settings), settings.ready_label), client, app, settings.repos,

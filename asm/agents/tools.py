@@ -2,7 +2,7 @@
 
 Every tool returns a ToolResult; nothing here raises on a bad request from the model, because a
 failed tool call is information for the model (`is_error: true`), not a reason to stop the run.
-The editor tool lives in `asm.editor`; where commands run, in `asm.jail`.
+The editor tool lives in `asm.agents.editor`; where commands run, in `asm.guard.jail`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from asm.jail import Jail, tool_environment
+from asm.guard.jail import Jail, tool_environment
 
 BASH_TOOL = {"type": "bash_20250124", "name": "bash"}
 EDITOR_TOOL_NAME = "str_replace_based_edit_tool"

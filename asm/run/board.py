@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from asm.fleet.claim import Claim
 from asm.github import AI_FAILED, IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION, GitHub
+from asm.guard.redaction import redact
 from asm.keys import IssueRef
-from asm.locks import Claim
-from asm.report import RunFacts, comment, redact
+from asm.run.texts import RunFacts, comment
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from asm.config import Settings
-from asm.dashboard import snapshot
 from asm.keys import METRICS
-from asm.metrics import parse_field
+from asm.observe.dashboard import snapshot
+from asm.observe.metrics import parse_field
 
 COUNTERS = {
     "asm_issues_total": ("Deliveries of asm.process_issue, by how they ended", ["outcome"]),

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from asm.cost import MAX_OUTPUT_TOKENS, Usage
+from asm.agents.tools import ToolResult
 from asm.errors import TurnLimitReached
-from asm.tools import ToolResult
+from asm.spend.cost import MAX_OUTPUT_TOKENS, Usage
 
 if TYPE_CHECKING:  # the SDK takes seconds to import; `asm status` should not pay for it
     from anthropic.types import Message

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from asm.roles import ARCHITECT, PRODUCT_OWNER, TEAM, Role
+from asm.agents.roles import ARCHITECT, PRODUCT_OWNER, TEAM, Role
 
 OutcomeKind = Literal["approved", "rejected", "exhausted", "clarification"]
 

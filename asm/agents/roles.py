@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from asm.agent import FinalTool
+from asm.agents.loop import FinalTool
 
 DECISIONS = ("APPROVE", "REVISE", "REJECT")
 
@@ -78,4 +78,4 @@ TEAM = (ARCHITECT, SECURITY, TESTER, PRODUCT_OWNER)
 
 
 def _read(name: str) -> str:
-    return resources.files("asm.prompts").joinpath(name).read_text()
+    return resources.files("asm.agents.prompts").joinpath(name).read_text()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import redis
 
 from asm.config import Settings
-from asm.cost import Price, Usage, money
 from asm.errors import BudgetExceeded
 from asm.keys import (
     METRICS,
@@ -30,7 +29,8 @@ from asm.keys import (
     utc_day,
     worker_key,
 )
-from asm.metrics import field
+from asm.observe.metrics import field
+from asm.spend.cost import Price, Usage, money
 
 DAY_KEYS_TTL = 3 * 24 * 3600
 LEDGER_TTL = 30 * 24 * 3600

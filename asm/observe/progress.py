@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from asm.agents.workflow import Step
 from asm.keys import IssueRef
-from asm.status import WorkerStatus
-from asm.workflow import Step
+from asm.observe.status import WorkerStatus
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
-from asm.cost import MAX_OUTPUT_TOKENS
 from asm.errors import AsmError, CreditExhausted, FleetPaused, ModelUnavailable
+from asm.spend.cost import MAX_OUTPUT_TOKENS
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ them in text and in bytes (file contents and names before a push).
 from __future__ import annotations
 
 import base64
+import functools
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -116,3 +118,36 @@ class Secrets:
                                   if form.text is not None and re.fullmatch(form.text, match.group()))
         match = self._bytes.search(data) if self._bytes else None
         return match and next(form.kind for form in self.forms if re.fullmatch(form.pattern, match.group()))
+
+
+@functools.lru_cache(maxsize=32)
+def _matcher(secrets: tuple[str, ...]) -> Secrets:
+    return Secrets(secrets)  # compiled once per set of values; they are fixed for a process
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in text, plain, hex, base64 or percent-encoded; nothing asm writes may carry one."""
+    return _matcher(tuple(secrets)).redact(text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that takes secrets, in any encoding, out of every record's message and traceback."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+        self.matcher = _matcher(self.secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self.matcher.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Formatters print exc_text when it is set, so the traceback is cleaned once, here.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.matcher.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.matcher.redact(record.stack_info)
+        return True

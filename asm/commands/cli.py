@@ -88,11 +88,11 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
     if info.state != "open":
         raise BadInput(f"{issue} is closed")
     from asm.celery_app import app
+    from asm.fleet.queue import enqueue, in_hand
+    from asm.fleet.scan import hold_reason
     from asm.github import IN_PROGRESS, IN_REVIEW
+    from asm.guard.trust import digest
     from asm.keys import vouched_key
-    from asm.queue import enqueue, in_hand
-    from asm.scan import hold_reason
-    from asm.trust import digest
 
     if IN_REVIEW in info.labels:
         raise BadInput(f"{issue} is already in review (labelled {IN_REVIEW})")
@@ -122,7 +122,7 @@ def cmd_scan(options: argparse.Namespace) -> int:
     github = _github(settings)
     client = _redis(settings)
     from asm.celery_app import app
-    from asm.scan import scan
+    from asm.fleet.scan import scan
 
     for repo in settings.repos:  # every repository must exist before anything is queued
         github.repo(repo)
@@ -144,7 +144,7 @@ def cmd_status(options: argparse.Namespace) -> int:
     """The fleet: workers, queued and running issues, spend and caps."""
     settings = _settings()
     client = _redis(settings)
-    from asm.dashboard import render, snapshot
+    from asm.observe.dashboard import render, snapshot
 
     while True:
         snap = snapshot(client, settings)
@@ -170,19 +170,19 @@ def cmd_resume(options: argparse.Namespace) -> int:
 
 
 def cmd_up(options: argparse.Namespace) -> int:
-    from asm.launcher import run_up
+    from asm.commands.up import run_up
 
     return run_up(_settings(), options.concurrency, options.flower_port)
 
 
 def cmd_demo(options: argparse.Namespace) -> int:
-    from asm.demo import run_demo
+    from asm.commands.demo import run_demo
 
     return run_demo(options.workers, options.issues, options.model_latency)
 
 
 def cmd_bench(options: argparse.Namespace) -> int:
-    from asm.bench import run_bench
+    from asm.commands.bench import run_bench
 
     sandboxes = ("bwrap", "off") if options.sandbox == "both" else (options.sandbox,)
     return run_bench(options.workers, options.issues, options.model_latency, options.json, sandboxes=sandboxes)

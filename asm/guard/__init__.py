@@ -1,0 +1,1 @@
+"""The trust boundary: who may start a run, what of an issue reaches the model, the sandbox, secrets."""

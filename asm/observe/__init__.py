@@ -1,0 +1,1 @@
+"""Watching the fleet: worker status, progress, metrics, Prometheus and `asm status`."""

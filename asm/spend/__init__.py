@@ -1,0 +1,1 @@
+"""What the model costs, and the caps every call is reserved against."""
