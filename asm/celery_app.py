@@ -53,24 +53,31 @@ _settings: Settings | None = None
 
 
 def use_settings(settings: Settings) -> None:
-    """Configure the app from settings already loaded (the `asm` command), not from the environment."""
+    """Make settings already loaded (by the `asm` command) this process's, and configure the app from them."""
     global _settings
     _settings = settings
     if app.configured:
         app.conf.update(celery_config(settings))
 
 
-def _configure() -> dict[str, Any]:
-    """Read and validate settings when Celery first needs them; a bad one stops with one line."""
-    try:
-        return celery_config(_settings or load_settings())
-    except ConfigError as problem:
-        print(f"asm: {problem}", file=sys.stderr)
-        raise SystemExit(2) from None
+def process_settings() -> Settings:
+    """This process's settings, loaded once: those handed to `use_settings`, else the environment's.
+
+    A worker's pool processes are forked from its main process, and inherit what it loaded.
+    A bad setting stops the process with one line naming the variable.
+    """
+    global _settings
+    if _settings is None:
+        try:
+            _settings = load_settings()
+        except ConfigError as problem:
+            print(f"asm: {problem}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return _settings
 
 
 app = Celery("asm", include=["tasks.scan", "tasks.process_issue", "tasks.lifecycle"])
-app.add_defaults(_configure)
+app.add_defaults(lambda: celery_config(process_settings()))
 
 
 @app.on_after_configure.connect
@@ -84,8 +91,7 @@ def _expose_metrics(**_: Any) -> None:
     from asm.deps import redis_client
     from asm.observe.prometheus import install
 
-    settings = _settings or load_settings()
-    install(lambda: settings, cache(lambda: redis_client(settings.redis_url, patient=False)))
+    install(process_settings, cache(lambda: redis_client(process_settings().redis_url, patient=False)))
 
 
 @signals.import_modules.connect
@@ -105,11 +111,7 @@ def _lock_flower(sender: Any = None, **_: Any) -> None:
     from flower.views.monitor import Metrics
     from tornado.web import authenticated
 
-    try:
-        settings = _settings or load_settings()
-    except ConfigError as problem:
-        print(f"asm: {problem}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = process_settings()
     if not any(flower.basic_auth or ()) and settings.flower_auth:
         flower.basic_auth = [settings.flower_auth]
     logins = [login.partition(":") for login in flower.basic_auth or () if login]

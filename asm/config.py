@@ -5,10 +5,26 @@ from __future__ import annotations
 import os
 import pwd
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from asm.errors import ConfigError
 from asm.spend.cost import Price, parse_prices, price_for
@@ -16,70 +32,159 @@ from asm.spend.cost import Price, parse_prices, price_for
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # use with fullmatch
 SECRET_VARIABLES = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "ASM_FLOWER_AUTH")
+Permission = Literal["read", "triage", "write", "maintain", "admin"]  # GitHub's repository roles, weakest first
+PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything asm can be told, with DESIGN.md's names and defaults."""
+class _Words(str):
+    """What a user reads when a value breaks its type's rule: pydantic's own text names types, not settings."""
 
-    redis_url: str = DEFAULT_REDIS_URL
+
+def _redis_url(url: str) -> str:
+    if not re.match(r"^(redis|rediss|unix)://", url):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("names no host")
+    return url
+
+
+def _owner_name(repo: str) -> str:
+    if not REPO_PATTERN.fullmatch(repo):
+        raise ValueError(f"{repo!r} is not in owner/name form")
+    return repo
+
+
+def _tool_user(user: str) -> str:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise ValueError("is not a user on this machine") from None
+    if os.geteuid() != 0:
+        raise ValueError("needs the worker to run as root, to start tool commands as another user")
+    return user
+
+
+# The types settings are made of. Each value reaches them as a string, stripped and never empty (see
+# _Variables); _Words are what a user reads when it breaks the type's rule.
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+Secret = Annotated[str, Field(repr=False)]
+Url = Annotated[str, Field(pattern=r"^https?://[^/\s]"), AfterValidator(lambda url: url.rstrip("/")),
+                _Words("must be an http(s) URL")]
+Repos = Annotated[tuple[Annotated[str, AfterValidator(_owner_name)], ...],
+                  BeforeValidator(lambda text: tuple(part.strip() for part in text.split(",") if part.strip()))]
+Label = Annotated[str, Field(pattern=r"^[^,]+$"), _Words("must be one non-empty label name")]
+ToolUser = Annotated[str, AfterValidator(_tool_user)]
+TrustedPermission = Annotated[Permission, BeforeValidator(str.lower),
+                              _Words(f"must be one of {', '.join(PERMISSIONS)}")]
+SandboxMode = Annotated[Literal["bwrap", "off"], BeforeValidator(str.lower), _Words("must be bwrap or off")]
+UserPassword = Annotated[Secret, Field(pattern=r"^[^:]+:."), _Words("must be user:password")]
+Switch = Annotated[bool, _Words("must be true or false")]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False), _Words("must be a positive number")]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False), _Words("must be a number, 0 or more")]
+Count = Annotated[int, Field(ge=0), _Words("must be a whole number, 0 or more")]
+Turns = Annotated[int, Field(ge=1), _Words("must be a whole number, 1 or more")]
+# A claim is renewed every third of its TTL: under 3 s that is more than once a second, and the lease
+# (asm.fleet.claim) would quietly make it 3 s anyway.
+ClaimTtl = Annotated[float, Field(ge=3, allow_inf_nan=False),
+                     _Words("must be at least 3 seconds (it is renewed every third of it)")]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(str.upper),
+                     _Words("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")]
+
+
+class Settings(BaseSettings):
+    """Everything asm can be told, with DESIGN.md's names and defaults, in the order of its table."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        # Each field is read from ASM_<FIELD>, unless it names its own variable; exactly that spelling.
+        alias_generator=AliasGenerator(validation_alias=lambda field: f"ASM_{field.upper()}"),
+        case_sensitive=True,
+        enable_decoding=False,  # ASM_REPOS and ASM_PRICES have their own syntax, not JSON
+        validate_default=False,  # the defaults are DESIGN.md's; "" for a URL means the SDK's own
+        use_attribute_docstrings=True,
+    )
+
+    redis_url: RedisUrl = DEFAULT_REDIS_URL
     """Broker, results, locks and status (ASM_REDIS_URL)."""
-    redis_url_given: bool = False
-    """Whether ASM_REDIS_URL was set: `asm up` and `asm demo` start an embedded server when not."""
-    github_token: str = ""
+    github_token: Secret = Field("", validation_alias="GITHUB_TOKEN")
     """Token for the GitHub API and git over https (GITHUB_TOKEN)."""
-    github_url: str = "https://api.github.com"
+    github_url: Url = "https://api.github.com"
     """API base: GitHub, GitHub Enterprise's /api/v3, or the sandbox (ASM_GITHUB_URL)."""
-    repos: tuple[str, ...] = ()
+    repos: Repos = ()
     """Repositories to scan, owner/name (ASM_REPOS)."""
-    anthropic_api_key: str = ""
+    anthropic_api_key: Secret = Field("", validation_alias="ANTHROPIC_API_KEY")
     """Model access (ANTHROPIC_API_KEY); the SDK reads it and ANTHROPIC_BASE_URL itself."""
-    anthropic_base_url: str = ""
+    anthropic_base_url: Url = Field("", validation_alias="ANTHROPIC_BASE_URL")
     """Messages API base when not Anthropic's own (ANTHROPIC_BASE_URL)."""
-    model: str = "claude-sonnet-5-5"
+    model: Label = "claude-sonnet-5-5"
     """Model for every role (ASM_MODEL)."""
-    prices: Mapping[str, Price] = field(default_factory=dict)
+    # parse_prices raises a ConfigError naming ASM_PRICES, which pydantic lets through untouched.
+    prices: Annotated[Mapping[str, Price], BeforeValidator(parse_prices)] = Field(default_factory=dict)
     """Price overrides, USD per MTok: `model=input,output,cache_write,cache_read;...` (ASM_PRICES)."""
-    github_write_interval: float = 1.0
+    github_write_interval: NonNegative = 1.0
     """Seconds between two writes to GitHub from one process, as GitHub asks (ASM_GITHUB_WRITE_INTERVAL)."""
-    tool_user: str = ""
+    tool_user: ToolUser = ""
     """The OS user tool commands run as when the worker runs as root (ASM_TOOL_USER; default `nobody`)."""
-    trusted_permission: str = "write"
+    trusted_permission: TrustedPermission = "write"
     """Least repository permission of whoever labels, reviews or answers, for asm to act (ASM_TRUSTED_PERMISSION)."""
-    sandbox: str = "bwrap"
+    sandbox: SandboxMode = "bwrap"
     """How tool commands are confined: `bwrap`, or `off` by explicit choice (ASM_SANDBOX)."""
-    tool_network: bool = False
+    tool_network: Switch = False
     """Outbound network for tool commands, never the host's loopback (ASM_TOOL_NETWORK)."""
-    flower_auth: str = ""
+    flower_auth: UserPassword = ""
     """`user:password` for Flower's basic auth (ASM_FLOWER_AUTH; `asm up` generates one)."""
     workspace_dir: Path = Path("./parallel_workspace")
     """Where workspaces live, per worker and issue (ASM_WORKSPACE_DIR)."""
-    ready_label: str = "ready-for-dev"
+    ready_label: Label = "ready-for-dev"
     """The label the scan picks up (ASM_READY_LABEL)."""
-    scan_interval: float = 60.0
+    scan_interval: Positive = 60.0
     """Seconds between scans (ASM_SCAN_INTERVAL)."""
-    max_revisions: int = 3
+    max_revisions: Count = 3
     """Product Owner REVISE rounds before giving up (ASM_MAX_REVISIONS)."""
-    auto_merge: bool = False
+    auto_merge: Switch = False
     """Merge the PR when the Product Owner approves (ASM_AUTO_MERGE)."""
-    max_agent_retries: int = 2
+    max_agent_retries: Count = 2
     """Retries of one model call on transient errors (ASM_MAX_AGENT_RETRIES)."""
-    retry_backoff_seconds: float = 5.0
+    retry_backoff_seconds: Positive = 5.0
     """First backoff between retries; doubles each retry (ASM_RETRY_BACKOFF_SECONDS)."""
-    max_cost_usd: float = 5.0
+    max_cost_usd: Positive = 5.0
     """Per-issue spend cap (ASM_MAX_COST_USD)."""
-    max_cost_per_repo_day_usd: float = 25.0
+    max_cost_per_repo_day_usd: Positive = 25.0
     """Spend cap per repository per UTC day (ASM_MAX_COST_PER_REPO_DAY_USD)."""
-    max_cost_per_day_usd: float = 100.0
+    max_cost_per_day_usd: Positive = 100.0
     """Spend cap for the whole fleet per UTC day (ASM_MAX_COST_PER_DAY_USD)."""
-    max_turns: int = 50
+    max_turns: Turns = 50
     """Model calls per role, at most (ASM_MAX_TURNS)."""
-    claim_ttl: float = 120.0
+    claim_ttl: ClaimTtl = 120.0
     """Seconds a claim lives unless renewed; renewed every third of it (ASM_CLAIM_TTL)."""
-    task_time_limit: float = 3600.0
+    task_time_limit: Positive = 3600.0
     """Seconds one issue's workflow may run (ASM_TASK_TIME_LIMIT)."""
-    log_level: str = "INFO"
+    log_level: LogLevel = Field("INFO", validation_alias="LOG_LEVEL")
     """Logging level (LOG_LEVEL)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what it is given: load_settings reads the variables, so Settings() is the defaults."""
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _priced(self) -> Settings:
+        self.price  # noqa: B018 (an unpriced model could never respect a cap: price_for raises ConfigError)
+        return self
+
+    @property
+    def redis_url_given(self) -> bool:
+        """Whether ASM_REDIS_URL was set: `asm up` and `asm demo` start an embedded server when not."""
+        return "redis_url" in self.model_fields_set
 
     @property
     def price(self) -> Price:
@@ -95,162 +200,12 @@ class Settings:
         return tuple(dict.fromkeys(s for s in values if s))
 
 
-def _text(value: str) -> str:
-    return value.strip()
+class _Variables(EnvSettingsSource):
+    """Settings' variables from a given mapping, each value stripped; an empty one is unset."""
 
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0 < number < float("inf"):
-        raise ValueError("must be a positive number")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0 <= number < float("inf"):
-        raise ValueError("must be a number, 0 or more")
-    return number
-
-
-def _whole_number(minimum: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = minimum - 1
-        if number < minimum:
-            raise ValueError(f"must be a whole number, {minimum} or more")
-        return number
-
-    return parse
-
-
-def _boolean(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be true or false")
-
-
-def _repos(value: str) -> tuple[str, ...]:
-    repos = tuple(part.strip() for part in value.split(",") if part.strip())
-    for repo in repos:
-        if not REPO_PATTERN.fullmatch(repo):
-            raise ValueError(f"{repo!r} is not in owner/name form")
-    return repos
-
-
-def _url(value: str) -> str:
-    url = value.strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise ValueError("must be an http(s) URL")
-    return url
-
-
-def _redis_url(value: str) -> str:
-    url = value.strip()
-    if not re.match(r"^(redis|rediss|unix)://", url):
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
-    except ValueError:
-        raise ValueError("has a port that is not a number from 1 to 65535") from None
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError("names no host")
-    return url
-
-
-def _log_level(value: str) -> str:
-    level = value.strip().upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return level
-
-
-def _tool_user(value: str) -> str:
-    user = value.strip()
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        raise ValueError("is not a user on this machine") from None
-    if os.geteuid() != 0:
-        raise ValueError("needs the worker to run as root, to start tool commands as another user")
-    return user
-
-
-PERMISSIONS = ("read", "triage", "write", "maintain", "admin")  # GitHub's repository roles, weakest first
-
-
-def _permission(value: str) -> str:
-    permission = value.strip().lower()
-    if permission not in PERMISSIONS:
-        raise ValueError(f"must be one of {', '.join(PERMISSIONS)}")
-    return permission
-
-
-def _sandbox(value: str) -> str:
-    mode = value.strip().lower()
-    if mode not in ("bwrap", "off"):
-        raise ValueError("must be bwrap or off")
-    return mode
-
-
-def _user_password(value: str) -> str:
-    user, sep, password = value.strip().partition(":")
-    if not sep or not user or not password:
-        raise ValueError("must be user:password")
-    return value.strip()
-
-
-def _label(value: str) -> str:
-    label = value.strip()
-    if not label or "," in label:
-        raise ValueError("must be one non-empty label name")
-    return label
-
-
-# variable -> (field, parser); the order is the order of DESIGN.md's table.
-_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
-    "ASM_REDIS_URL": ("redis_url", _redis_url),
-    "GITHUB_TOKEN": ("github_token", _text),
-    "ASM_GITHUB_URL": ("github_url", _url),
-    "ASM_REPOS": ("repos", _repos),
-    "ANTHROPIC_API_KEY": ("anthropic_api_key", _text),
-    "ANTHROPIC_BASE_URL": ("anthropic_base_url", _url),
-    "ASM_MODEL": ("model", _label),
-    "ASM_PRICES": ("prices", parse_prices),
-    "ASM_GITHUB_WRITE_INTERVAL": ("github_write_interval", _non_negative_float),
-    "ASM_TOOL_USER": ("tool_user", _tool_user),
-    "ASM_TRUSTED_PERMISSION": ("trusted_permission", _permission),
-    "ASM_SANDBOX": ("sandbox", _sandbox),
-    "ASM_TOOL_NETWORK": ("tool_network", _boolean),
-    "ASM_FLOWER_AUTH": ("flower_auth", _user_password),
-    "ASM_WORKSPACE_DIR": ("workspace_dir", lambda v: Path(v.strip())),
-    "ASM_READY_LABEL": ("ready_label", _label),
-    "ASM_SCAN_INTERVAL": ("scan_interval", _positive_float),
-    "ASM_MAX_REVISIONS": ("max_revisions", _whole_number(0)),
-    "ASM_AUTO_MERGE": ("auto_merge", _boolean),
-    "ASM_MAX_AGENT_RETRIES": ("max_agent_retries", _whole_number(0)),
-    "ASM_RETRY_BACKOFF_SECONDS": ("retry_backoff_seconds", _positive_float),
-    "ASM_MAX_COST_USD": ("max_cost_usd", _positive_float),
-    "ASM_MAX_COST_PER_REPO_DAY_USD": ("max_cost_per_repo_day_usd", _positive_float),
-    "ASM_MAX_COST_PER_DAY_USD": ("max_cost_per_day_usd", _positive_float),
-    "ASM_MAX_TURNS": ("max_turns", _whole_number(1)),
-    "ASM_CLAIM_TTL": ("claim_ttl", _positive_float),
-    "ASM_TASK_TIME_LIMIT": ("task_time_limit", _positive_float),
-    "LOG_LEVEL": ("log_level", _log_level),
-}
-assert {f for f, _ in _VARIABLES.values()} | {"redis_url_given"} == {f.name for f in fields(Settings)}
+    def __init__(self, variables: Mapping[str, str]) -> None:
+        super().__init__(Settings)
+        self.env_vars = {name: value.strip() for name, value in variables.items() if value.strip()}
 
 
 def without_password(url: str) -> str:
@@ -271,8 +226,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
+        key, sep, value = line.removeprefix("export ").strip().partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
         value = value.strip()
@@ -282,28 +236,23 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def _one_line(error: ErrorDetails, variables: Mapping[str, str]) -> str:
+    """pydantic's first complaint in asm's words: the variable, its value unless secret, what is wrong."""
+    variable = str(error["loc"][0])  # only given values are validated, and each under its variable's name
+    field = next(f for f in Settings.model_fields.values() if f.validation_alias == variable)
+    rule = next((m for m in field.metadata if isinstance(m, _Words)), error["msg"])
+    words = str(error["ctx"]["error"]) if error["type"] == "value_error" else rule
+    shown = "(not shown)" if variable in SECRET_VARIABLES else repr(without_password(variables[variable].strip()))
+    return f"{variable}={shown}: {words}"
+
+
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Settings from the environment over ./.env; a bad value raises ConfigError naming the variable."""
-    source = dict(read_dotenv(dotenv)) if dotenv is not None else {}
-    source.update(os.environ if environ is None else environ)
-    values: dict[str, object] = {}
-    for variable, (field_name, parse) in _VARIABLES.items():
-        raw = source.get(variable)
-        if raw is None or (raw.strip() == "" and field_name != "github_token"):
-            continue
-        try:
-            values[field_name] = parse(raw)
-        except ValueError as error:
-            shown = "(not shown)" if variable in SECRET_VARIABLES else repr(without_password(raw))
-            raise ConfigError(f"{variable}={shown}: {error}") from None
-        except ConfigError:
-            raise
-    values["redis_url_given"] = "redis_url" in values
-    settings = Settings(**values)  # type: ignore[arg-type]
-    price_for(settings.model, settings.prices)  # an unpriced model could never respect a cap
-    if settings.claim_ttl < 3:
-        raise ConfigError("ASM_CLAIM_TTL: must be at least 3 seconds (it is renewed every third of it)")
-    return settings
+    variables = {**(read_dotenv(dotenv) if dotenv is not None else {}), **(os.environ if environ is None else environ)}
+    try:
+        return Settings(**_Variables(variables)())
+    except ValidationError as invalid:  # from None: its text, value included, must reach no one
+        raise ConfigError(_one_line(invalid.errors()[0], variables)) from None
 
 
 def require(settings: Settings, *what: str) -> None:

@@ -1,10 +1,11 @@
-"""The one place real clients are built: Redis, GitHub, the model. Once per process, then passed in."""
+"""The one place clients are built: Redis, the GitHub gateway, the model, workspaces, the jail, the ledger,
+the metrics. Each from settings loaded once by the process, then passed in; nothing else constructs one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import github
 import redis
@@ -32,7 +33,7 @@ class Deps:
     """Everything a worker process needs to work an issue."""
 
     settings: Settings
-    redis: redis.Redis
+    redis: redis.Redis[bytes]
     github: GitHub
     model: ModelClient
     workspaces: Workspaces
@@ -41,7 +42,7 @@ class Deps:
     metrics: Recorder
 
 
-def redis_client(url: str, patient: bool = True) -> redis.Redis:
+def redis_client(url: str, patient: bool = True) -> redis.Redis[bytes]:
     """A Redis client; a patient one rides out a server restart of several seconds instead of failing.
 
     Commands a person waits for are impatient: they say at once that Redis cannot be reached.
@@ -63,7 +64,9 @@ class CountedRetry(github.GithubRetry):
     recorder: Recorder | None = None
 
     def increment(self, *args: Any, **kwargs: Any) -> CountedRetry:
-        retry = super().increment(*args, **kwargs)
+        # GithubRetry.increment is annotated `-> Retry`, but every path ends in urllib3's increment, which
+        # builds the next policy with self.new(): a CountedRetry.
+        retry = cast(CountedRetry, super().increment(*args, **kwargs))
         if self.recorder is not None:
             self.recorder.count("asm_retries_total", kind="github")
         retry.recorder = self.recorder
@@ -75,7 +78,7 @@ class CountedRetry(github.GithubRetry):
         return retry
 
 
-def github_client(settings: Settings, recorder: Recorder | None = None) -> github.Github:
+def _github_client(settings: Settings, recorder: Recorder | None) -> github.Github:
     """PyGithub, with retries that honour Retry-After on 403/429 rate limits and 5xx answers."""
     retry = CountedRetry(
         total=GITHUB_RETRIES,
@@ -95,8 +98,21 @@ def github_client(settings: Settings, recorder: Recorder | None = None) -> githu
     )
 
 
+def github_gateway(settings: Settings, recorder: Recorder | None = None) -> GitHub:
+    """The GitHub gateway asm talks through; its retries are counted when a recorder is given."""
+    return GitHub(_github_client(settings, recorder), settings.ready_label)
+
+
+def import_model_sdk() -> None:
+    """Import the model SDK now: in a worker's main process, so that every pool process forked from
+    it has it already (it takes seconds to import, and Celery gives a pool process's start 4 s)."""
+    import anthropic  # noqa: F401
+
+    import asm.agents.model  # noqa: F401
+
+
 def model_client(settings: Settings, recorder: Recorder | None = None) -> ModelClient:
-    # Imported here: the SDK takes seconds to import, and `asm enqueue` or `asm status` never call it.
+    # Imported here, not at the top: `asm enqueue` or `asm status` never call the model.
     import anthropic
 
     from asm.agents.model import ModelClient
@@ -113,20 +129,21 @@ def model_client(settings: Settings, recorder: Recorder | None = None) -> ModelC
                        on_retry=on_retry)
 
 
-def jail(settings: Settings) -> Jail:
+def tool_jail(settings: Settings) -> Jail:
     """How this machine confines tool commands, hiding asm's own files even under system directories."""
     hidden = (settings.workspace_dir, Path.cwd(), Path.home(), Path(".env"))
     return Jail(settings.sandbox, settings.tool_network, settings.tool_user, hidden=hidden)
 
 
 def build(settings: Settings) -> Deps:
+    """Every client a worker process works issues with."""
     client = redis_client(settings.redis_url)
     recorder = Recorder(client)
-    confinement = jail(settings)
+    confinement = tool_jail(settings)
     return Deps(
         settings=settings,
         redis=client,
-        github=GitHub(github_client(settings, recorder), settings.ready_label),
+        github=github_gateway(settings, recorder),
         model=model_client(settings, recorder),
         workspaces=Workspaces(settings.workspace_dir, settings.github_token, confinement, Secrets(settings.secrets)),
         jail=confinement,

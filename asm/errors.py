@@ -43,6 +43,10 @@ class ModelUnavailable(AsmError):
     """The model kept answering with transient errors (429, 529, 5xx) after every retry."""
 
 
+class ModelRefused(AsmError):
+    """The model ended its reply with a refusal: it declined to go on with this issue; asking again will not help."""
+
+
 class FleetPaused(AsmError):
     """The model account cannot be used (no credit, key refused, model unknown): the whole fleet must pause."""
 

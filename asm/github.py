@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import github
@@ -110,11 +111,11 @@ def _issue_info(repo: str, issue: github.Issue.Issue) -> IssueInfo:
     )
 
 
-def _login(actor: dict | None) -> str | None:
+def _login(actor: dict[str, Any] | None) -> str | None:
     return actor.get("login") if actor else None
 
 
-def _history(issue: dict) -> IssueHistory:
+def _history(issue: dict[str, Any]) -> IssueHistory:
     """GraphQL's answer as versions of the title and body and label applications, oldest first."""
     created, author = issue["createdAt"], _login(issue.get("author"))
     events = sorted((issue.get("timelineItems") or {}).get("nodes") or [], key=lambda e: e.get("createdAt", ""))

@@ -147,11 +147,13 @@ class Workspaces:
     """Creates, commits, pushes and removes issue workspaces under one root."""
 
     def __init__(self, root: Path, token: str, jail: Jail, secrets: Secrets,
-                 mirror_fresh_seconds: float = MIRROR_FRESH_SECONDS) -> None:
+                 mirror_fresh_seconds: float = MIRROR_FRESH_SECONDS,
+                 remote_backoff_seconds: float = REMOTE_BACKOFF_SECONDS) -> None:
         self.root = Path(os.path.abspath(root))
         self.jail = jail
         self.secrets = secrets
         self.mirror_fresh_seconds = mirror_fresh_seconds
+        self.remote_backoff_seconds = remote_backoff_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workspace")
         # Only commands that talk to the remote get the token; local ones run without it.
         self.remote_env = git_environment(token)
@@ -170,7 +172,7 @@ class Workspaces:
             if done.returncode == 0:
                 return done.stdout.decode(errors="replace")
             if attempt < attempts:  # the network, or GitHub, having a bad moment
-                time.sleep(REMOTE_BACKOFF_SECONDS * attempt)
+                time.sleep(self.remote_backoff_seconds * attempt)
         # stderr may quote a URL but never a token: none is ever in a URL or argument.
         raise WorkspaceError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
 
@@ -297,7 +299,7 @@ class Workspaces:
             shas = "".join(f"{sha}\n" for sha, _ in written).encode()
             blobs = subprocess.run(["git", "cat-file", "--batch"], cwd=checkout.repo, env=self.local_env,
                                    input=shas, capture_output=True, check=True).stdout
-            for (_, path), content in zip(written, _batch_contents(blobs)):
+            for (_, path), content in zip(written, _batch_contents(blobs), strict=True):
                 if path not in leaking and self.secrets.found_in(content):
                     leaking.append(path)
         if leaking:

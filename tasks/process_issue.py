@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from asm.celery_app import app
+from asm.celery_app import app, process_settings
 from asm.fleet import worker
 from asm.fleet.queue import enqueue
 from asm.keys import IssueRef
@@ -16,10 +16,10 @@ from asm.run.issue_run import process_issue as work_issue
 @app.task(name="asm.process_issue", bind=True)
 def process_issue(self: Task, repo: str, number: int) -> str:
     """Work `repo#number` if this delivery wins the claim; returns the outcome in one line."""
-    context = worker.current()
+    context = worker.current(process_settings())
     issue = IssueRef.parse(repo, number)
 
-    def report(progress: Progress) -> None:
+    def show_in_flower(progress: Progress) -> None:
         # Field names must not shadow Flower's own task fields (`worker` is an object there).
         meta = {"issue": progress.issue, "stage": progress.stage, "revision": progress.revision,
                 "spent_usd": round(progress.spent_usd, 4), "slot": context.status.worker}
@@ -32,7 +32,7 @@ def process_issue(self: Task, repo: str, number: int) -> str:
         if progress.new_stage:
             self.update_state(state=progress.stage.upper(), meta=meta)
 
-    result = work_issue(context.deps, context.status, issue, report, time_up=(SoftTimeLimitExceeded,))
+    result = work_issue(context.deps, context.status, issue, show_in_flower, time_up=(SoftTimeLimitExceeded,))
     if result.requeue_after is not None:
         settings = context.deps.settings
         enqueue(context.deps.redis, app, issue, by=f"retry of {self.request.id}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asm.celery_app import app
+from asm.celery_app import app, process_settings
 from asm.fleet import worker
 from asm.fleet.scan import scan as scan_repos
 
@@ -10,13 +10,13 @@ from asm.fleet.scan import scan as scan_repos
 @app.task(name="asm.scan")
 def scan() -> str:
     """One scan; returns what it queued in one line."""
-    deps = worker.current().deps
+    deps = worker.current(process_settings()).deps
     settings = deps.settings
-    report = scan_repos(deps.github, deps.redis, app, settings.repos, settings.ready_label,
+    result = scan_repos(deps.github, deps.redis, app, settings.repos, settings.ready_label,
                         stale_after=settings.task_time_limit)
-    if report.held:
-        return f"queued nothing: {report.held}"
-    queued = [str(item.issue) for item in report.found if item.task_id]
-    summary = f"queued {len(queued)} of {len(report.found)} found" + (f": {', '.join(queued)}" if queued else "")
-    failed = "; ".join(f"{repo}: {why}" for repo, why in report.failed.items())
+    if result.held:
+        return f"queued nothing: {result.held}"
+    queued = [str(item.issue) for item in result.found if item.task_id]
+    summary = f"queued {len(queued)} of {len(result.found)} found" + (f": {', '.join(queued)}" if queued else "")
+    failed = "; ".join(f"{repo}: {why}" for repo, why in result.failed.items())
     return summary + (f"; could not scan {failed}" if failed else "")

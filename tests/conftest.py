@@ -1,15 +1,24 @@
-"""Fixtures only: a real Redis server for the session, and sandboxes built on it."""
+"""Fixtures only: a real Redis server for the session, sandboxes built on it, and ways to drive asm in
+this process against them (an issue's run, the `asm` command) where no process has to die."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from asm.config import Settings, load_settings
-from asm.sandbox.fleet import Sandbox
+from asm.config import Settings
+from asm.deps import Deps, build
+from asm.keys import IssueRef
+from asm.observe.progress import OnProgress
+from asm.observe.status import WorkerStatus
+from asm.run.endings import DeliveryResult
+from asm.run.issue_run import process_issue
+from asm.sandbox.fleet import Sandbox, point_process_at
 from asm.sandbox.redis_server import RedisServer, find_binary
 
 
@@ -46,8 +55,55 @@ def sandbox(tmp_path: Path, redis_server: RedisServer) -> Iterator[Sandbox]:
 @pytest.fixture
 def settings(sandbox: Sandbox) -> Settings:
     """Settings pointing at the sandbox, with the Celery app of this process configured from them."""
-    from asm.celery_app import use_settings
+    return point_process_at(sandbox)
 
-    loaded = load_settings(sandbox.env(), dotenv=None)
-    use_settings(loaded)
-    return loaded
+
+WorkIssue = Callable[..., tuple[DeliveryResult, Deps]]
+
+
+@pytest.fixture
+def work_issue(sandbox: Sandbox) -> WorkIssue:
+    """One delivery of an issue, worked in this process: `asm.run.issue_run.process_issue` with deps built
+    by `asm.deps.build` from the sandbox's settings (`env` overrides them), on the real Redis and servers.
+
+    Called as `work_issue(repo, number, on_progress=..., **env)`; the result, and the deps it ran with.
+    """
+    def work(repo: str, number: int, on_progress: OnProgress = lambda _: None,
+             **env: str) -> tuple[DeliveryResult, Deps]:
+        deps = build(point_process_at(sandbox, **env))
+        status = WorkerStatus(deps.redis, "here-1", "here", os.getpid())
+        return process_issue(deps, status, IssueRef(repo, number), on_progress), deps
+
+    return work
+
+
+AsmCommand = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def asm_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> AsmCommand:
+    """The `asm` command run in this process, in the environment a sandbox gives a process of asm
+    (an empty value unsets a variable), from the sandbox's directory.
+
+    Called as `asm_command(box, *arguments, **env)`; its exit status, stdout and stderr.
+    """
+    from asm.commands.cli import run
+
+    def command(box: Sandbox, *arguments: str, **env: str) -> subprocess.CompletedProcess:
+        for name in [name for name in os.environ if name.startswith("ASM_")]:
+            monkeypatch.delenv(name)
+        for name, value in box.env(**env).items():
+            if value == "":
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        monkeypatch.chdir(box.root)
+        capsys.readouterr()
+        try:
+            status = run(list(arguments))
+        except SystemExit as usage_error:
+            status = usage_error.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["asm", *arguments], status, out, err)
+
+    return command

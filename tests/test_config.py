@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from asm.config import Settings, load_settings, read_dotenv, require
+from asm.config import SECRET_VARIABLES, Settings, load_settings, read_dotenv, require
 from asm.errors import ConfigError
 from asm.spend.cost import PRICES, Price
 
@@ -123,16 +125,15 @@ def test_auto_merge_spellings(text: str, expected: bool) -> None:
 def test_settings_are_frozen() -> None:
     settings = load({})
 
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError):  # pydantic's frozen models refuse assignment so
         settings.max_turns = 1  # type: ignore[misc]
+    assert settings.max_turns == 50
 
 
 # -- malformed values name their variable ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
+MALFORMED = [
         ("ASM_REPOS", "bad"),
         ("ASM_REPOS", "acme/shop,nope"),
         ("ASM_REPOS", "acme/shop/extra"),
@@ -165,13 +166,68 @@ def test_settings_are_frozen() -> None:
         ("ASM_PRICES", "claude-x=1,2,3,cheap"),
         ("ASM_PRICES", "claude-x=-1,2,3,4"),
         ("ASM_PRICES", "claude-x"),
-    ],
-)
+        ("ASM_TRUSTED_PERMISSION", "owner"),
+        ("ASM_SANDBOX", "docker"),
+        ("ASM_TOOL_NETWORK", "perhaps"),
+        ("ASM_FLOWER_AUTH", "nocolon"),
+        ("ASM_MODEL", "a,b"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), MALFORMED)
 def test_a_malformed_value_raises_config_error_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load({variable: value})
 
     assert variable in str(caught.value)
+
+
+@pytest.mark.parametrize(("variable", "value"), MALFORMED)
+def test_the_error_is_one_line_of_asm_s_never_pydantic_s(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({variable: value})
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "validation error" not in message and "Input should" not in message and "pydantic" not in message
+    printed = "".join(traceback.format_exception(caught.value))
+    assert "ValidationError" not in printed  # nor chained below it, where a traceback would show it
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"ASM_MAX_TURNS": "x"}, "ASM_MAX_TURNS='x': must be a whole number, 1 or more"),
+        ({"ASM_MAX_REVISIONS": " -1 "}, "ASM_MAX_REVISIONS='-1': must be a whole number, 0 or more"),
+        ({"ASM_SCAN_INTERVAL": "nan"}, "ASM_SCAN_INTERVAL='nan': must be a positive number"),
+        ({"ASM_GITHUB_WRITE_INTERVAL": "-1"}, "ASM_GITHUB_WRITE_INTERVAL='-1': must be a number, 0 or more"),
+        ({"ASM_AUTO_MERGE": "maybe"}, "ASM_AUTO_MERGE='maybe': must be true or false"),
+        ({"ASM_REPOS": "acme/shop, nope"}, "ASM_REPOS='acme/shop, nope': 'nope' is not in owner/name form"),
+        ({"ASM_GITHUB_URL": "ftp://x"}, "ASM_GITHUB_URL='ftp://x': must be an http(s) URL"),
+        ({"ASM_REDIS_URL": "redis:///0"}, "ASM_REDIS_URL='redis:///0': names no host"),
+        ({"ASM_READY_LABEL": "a,b"}, "ASM_READY_LABEL='a,b': must be one non-empty label name"),
+        ({"ASM_SANDBOX": "docker"}, "ASM_SANDBOX='docker': must be bwrap or off"),
+        ({"ASM_TRUSTED_PERMISSION": "owner"},
+         "ASM_TRUSTED_PERMISSION='owner': must be one of read, triage, write, maintain, admin"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud': must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        ({"ASM_CLAIM_TTL": "2.5"}, "ASM_CLAIM_TTL='2.5': must be at least 3 seconds (it is renewed every third of it)"),
+        ({"ASM_MODEL": "claude-unpriced-9"}, "ASM_MODEL='claude-unpriced-9' has no known price; add it to ASM_PRICES"),
+        ({"ASM_PRICES": "claude-x=1,2,3"},
+         "ASM_PRICES: 'claude-x=1,2,3' is not model=input,output,cache_write,cache_read (USD per MTok)"),
+        ({"ASM_PRICES": "claude-x=1,2,3,4; claude-y=1,2,3,free"},
+         "ASM_PRICES: 'claude-y=1,2,3,free' is not model=input,output,cache_write,cache_read (USD per MTok)"),
+    ],
+)
+def test_the_error_says_what_is_wrong_in_asm_s_words(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(environ)
+
+    assert str(caught.value) == message
+
+
+def test_the_first_bad_variable_in_the_table_is_the_one_named() -> None:
+    with pytest.raises(ConfigError, match="^ASM_REPOS="):
+        load({"LOG_LEVEL": "loud", "ASM_MAX_TURNS": "0", "ASM_REPOS": "nope"})
 
 
 def test_an_unpriced_model_is_accepted_once_asm_prices_prices_it() -> None:
@@ -186,6 +242,39 @@ def test_a_dated_model_id_is_priced_by_its_family() -> None:
 
 def test_the_smallest_claim_ttl_is_three_seconds() -> None:
     assert load({"ASM_CLAIM_TTL": "3"}).claim_ttl == 3
+
+
+def test_every_variable_of_the_design_is_read_and_named_in_its_field_s_docstring() -> None:
+    variables = {name: field.validation_alias for name, field in Settings.model_fields.items()}
+
+    assert set(variables.values()) == {
+        "ASM_REDIS_URL", "GITHUB_TOKEN", "ASM_GITHUB_URL", "ASM_REPOS", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+        "ASM_MODEL", "ASM_PRICES", "ASM_GITHUB_WRITE_INTERVAL", "ASM_TOOL_USER", "ASM_TRUSTED_PERMISSION",
+        "ASM_SANDBOX", "ASM_TOOL_NETWORK", "ASM_FLOWER_AUTH", "ASM_WORKSPACE_DIR", "ASM_READY_LABEL",
+        "ASM_SCAN_INTERVAL", "ASM_MAX_REVISIONS", "ASM_AUTO_MERGE", "ASM_MAX_AGENT_RETRIES",
+        "ASM_RETRY_BACKOFF_SECONDS", "ASM_MAX_COST_USD", "ASM_MAX_COST_PER_REPO_DAY_USD", "ASM_MAX_COST_PER_DAY_USD",
+        "ASM_MAX_TURNS", "ASM_CLAIM_TTL", "ASM_TASK_TIME_LIMIT", "LOG_LEVEL",
+    }
+    for name, field in Settings.model_fields.items():
+        assert f"({variables[name]}" in (field.description or ""), name
+
+
+def test_variable_names_are_case_sensitive() -> None:
+    assert load({"asm_max_turns": "7", "Log_Level": "DEBUG"}) == Settings()
+
+
+def test_redis_url_given_is_whether_the_variable_was_set_even_to_the_default() -> None:
+    assert load({"ASM_REDIS_URL": "redis://localhost:6379/0"}).redis_url_given is True
+    assert load({"ASM_REDIS_URL": " "}).redis_url_given is False
+
+
+def test_settings_are_the_defaults_and_only_load_settings_reads_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ASM_MAX_TURNS", "7")
+    monkeypatch.chdir(tmp_path)
+
+    assert Settings().max_turns == 50
+    assert load_settings().max_turns == 7
 
 
 # -- .env ------------------------------------------------------------------------------------------
@@ -220,6 +309,16 @@ def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
     assert settings.max_turns == 7
 
 
+def test_an_empty_value_in_the_environment_hides_dotenv_s_and_means_the_default(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ASM_MAX_TURNS=7\nASM_READY_LABEL=go\nGITHUB_TOKEN=ghp_fromfile\nASM_SCAN_INTERVAL=\n")
+
+    settings = load({"ASM_MAX_TURNS": "", "ASM_READY_LABEL": "  ", "GITHUB_TOKEN": ""}, dotenv)
+
+    assert (settings.max_turns, settings.ready_label, settings.github_token) == (50, "ready-for-dev", "")
+    assert settings.scan_interval == 60
+
+
 def test_dotenv_in_the_working_directory_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / ".env").write_text("ASM_MAX_REVISIONS=1\n")
     monkeypatch.chdir(tmp_path)
@@ -246,6 +345,16 @@ def test_a_malformed_dotenv_line_names_the_file_and_line(tmp_path: Path) -> None
 
     with pytest.raises(ConfigError, match=r"\.env:2"):
         load({}, dotenv)
+
+
+def test_a_malformed_dotenv_line_is_not_echoed(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ghp_pasted_without_a_name\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load({}, dotenv)
+
+    assert str(caught.value) == f"{dotenv}:1: expected KEY=VALUE"
 
 
 # -- require and secrets -----------------------------------------------------------------------------
@@ -275,3 +384,39 @@ def test_secrets_lists_the_values_that_are_set() -> None:
     assert load({}).secrets == ()
     assert load({"GITHUB_TOKEN": "ghp_x"}).secrets == ("ghp_x",)
     assert load({"GITHUB_TOKEN": "ghp_x", "ANTHROPIC_API_KEY": "sk-ant-y"}).secrets == ("ghp_x", "sk-ant-y")
+
+
+FLOWER_PASSWORD = "hunter2-flower"
+REDIS_PASSWORD = "hunter2-redis"
+
+
+@pytest.mark.parametrize(
+    ("environ", "secret"),
+    [
+        ({"ASM_FLOWER_AUTH": FLOWER_PASSWORD}, FLOWER_PASSWORD),
+        ({"ASM_FLOWER_AUTH": f":{FLOWER_PASSWORD}"}, FLOWER_PASSWORD),
+        ({"ASM_REDIS_URL": f"http://asm:{REDIS_PASSWORD}@redis.internal"}, REDIS_PASSWORD),
+        ({"ASM_REDIS_URL": f"redis://asm:{REDIS_PASSWORD}@redis.internal:99999/0"}, REDIS_PASSWORD),
+        ({"GITHUB_TOKEN": "ghp_hunter2", "ANTHROPIC_API_KEY": "sk-ant-hunter2", "ASM_MAX_TURNS": "x"}, "hunter2"),
+        ({"GITHUB_TOKEN": "ghp_hunter2", "ASM_PRICES": "claude-x"}, "hunter2"),
+    ],
+)
+def test_no_error_echoes_a_secret(environ: dict[str, str], secret: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(environ)
+
+    assert secret not in "".join(traceback.format_exception(caught.value))
+
+
+def test_a_bad_secret_is_named_but_not_shown() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"ASM_FLOWER_AUTH": FLOWER_PASSWORD})
+
+    assert str(caught.value) == "ASM_FLOWER_AUTH=(not shown): must be user:password"
+    assert "ASM_FLOWER_AUTH" in SECRET_VARIABLES
+
+
+def test_secrets_stay_out_of_the_settings_repr() -> None:
+    settings = load({"GITHUB_TOKEN": "ghp_x1", "ANTHROPIC_API_KEY": "sk-ant-y1", "ASM_FLOWER_AUTH": "u:pw1"})
+
+    assert all(secret not in repr(settings) for secret in ("ghp_x1", "sk-ant-y1", "u:pw1"))

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from asm.fleet.queue import PROCESS_ISSUE, enqueue
-from asm.keys import IssueRef
+from asm.keys import RUNNING, IssueRef
 from asm.observe.status import read_history
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
 
 SETTLE_TIMEOUT = 90
-REPOS = ("acme/many", "acme/dupes", "acme/revise", "acme/reject", "acme/exhausted", "acme/clarify",
-         "acme/develop-first", "acme/secrets")
+REPOS = ("acme/many", "acme/dupes", "acme/redelivered", "acme/resting", "acme/revise", "acme/reject",
+         "acme/exhausted", "acme/clarify", "acme/develop-first", "acme/secrets")
 
 
 @pytest.fixture(scope="module")
 def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One sandbox and one worker process with three slots, shared by the tests of this module."""
-    with running_fleet(tmp_path_factory.mktemp("fleet"), redis_server.url, slots=3, name="e2e", repos=REPOS) as box:
+    # A short retry backoff: a model outage rests the fleet for 1 s, not 2.
+    with running_fleet(tmp_path_factory.mktemp("fleet"), redis_server.url, slots=3, name="e2e", repos=REPOS,
+                       ASM_RETRY_BACKOFF_SECONDS="0.1") as box:
         yield box
 
 
@@ -53,7 +55,7 @@ def test_each_ready_issue_becomes_one_pull_request_with_its_change(fleet: Sandbo
     numbers = fleet.add_sample_issues(5, repo)
     queue(client, repo, numbers)
     settle(fleet, repo, numbers)
-    for number, solution in zip(numbers, SOLUTIONS):
+    for number, solution in zip(numbers, SOLUTIONS, strict=False):
         [pull] = pulls_for(fleet, repo, number)
         assert (pull.base, pull.state, pull.title) == ("main", "open", f"[AI] {solution.title}")
         assert f"Closes #{number}" in pull.body and "$" in pull.body and "turns" in pull.body
@@ -67,17 +69,16 @@ def test_each_ready_issue_becomes_one_pull_request_with_its_change(fleet: Sandbo
 
 
 def test_the_same_issue_queued_many_times_and_enqueued_during_its_run_gives_one_pull_request(
-        fleet: Sandbox, client: redis.Redis) -> None:
+        fleet: Sandbox, client: redis.Redis, asm_command) -> None:
     from asm.celery_app import app
 
     repo = fleet.create_repo("acme/dupes")
     [number] = fleet.add_sample_issues(1, repo)
-    fleet.model.latency = 0.3  # long enough for `asm enqueue` to arrive mid-run
+    fleet.model.latency = 0.1  # long enough for `asm enqueue` to arrive mid-run
     try:
         results = [app.send_task(PROCESS_ISSUE, args=[repo, number]) for _ in range(4)]
         assert wait_for(lambda: client.exists(IssueRef(repo, number).claim_key), 30)
-        command = [sys.executable, "-m", "asm", "enqueue", str(number), "--repo", repo]
-        done = subprocess.run(command, env=fleet.process_env(), capture_output=True, text=True, timeout=60)
+        done = asm_command(fleet, "enqueue", str(number), "--repo", repo)
         assert done.returncode == 0, done.stderr
         assert "already queued or being worked on" in done.stdout
         settle(fleet, repo, [number])
@@ -88,6 +89,43 @@ def test_the_same_issue_queued_many_times_and_enqueued_during_its_run_gives_one_
     assert len(pulls_for(fleet, repo, number)) == 1
     comments = fleet.github.issue(repo, number).comments
     assert sum("picked up" in c for c in comments) == 1
+
+
+def test_a_redelivered_message_during_a_live_run_finds_the_claim_and_leaves(fleet: Sandbox,
+                                                                            client: redis.Redis) -> None:
+    from asm.celery_app import app
+
+    repo = fleet.create_repo("acme/redelivered")
+    [number] = fleet.add_sample_issues(1, repo)
+    fleet.model.latency = 0.1  # long enough for the second delivery to arrive mid-run
+    try:
+        first = app.send_task(PROCESS_ISSUE, args=[repo, number])
+        stage = lambda: json.loads(client.hget(RUNNING, f"{repo}#{number}") or "{}").get("stage")  # noqa: E731
+        assert wait_for(lambda: stage() == "architect", 60)
+        second = app.send_task(PROCESS_ISSUE, args=[repo, number])
+        assert "skipped" in second.get(timeout=60) and "claimed by" in second.get()
+        assert "pull" in first.get(timeout=120)
+    finally:
+        fleet.model.latency = 0.0
+    assert len(pulls_for(fleet, repo, number)) == 1
+
+
+def test_an_issue_given_back_after_a_model_outage_is_queued_again_by_its_task(fleet: Sandbox,
+                                                                               client: redis.Redis) -> None:
+    repo = fleet.create_repo("acme/resting")
+    [number] = fleet.add_sample_issues(1, repo)
+    fleet.model.fail_next(529, count=3)  # more than ASM_MAX_AGENT_RETRIES (2): an outage
+    queue(client, repo, [number])
+    settle(fleet, repo, [number])  # nobody queues it again but the task that gave it back
+    assert len(pulls_for(fleet, repo, number)) == 1
+    assert sum("will retry later" in c for c in fleet.github.issue(repo, number).comments) == 1
+
+
+def test_the_worker_imports_the_model_sdk_once_before_it_forks_its_pool(fleet: Sandbox) -> None:
+    main = fleet.workers[0].process.pid
+    # The SDK's compiled JSON parser, mapped in the main process: every pool process forked from it
+    # shares the import instead of spending seconds of its start on it.
+    assert "jiter" in Path(f"/proc/{main}/maps").read_text()
 
 
 def test_revise_once_then_approve_gives_one_pull_request_after_two_rounds(fleet: Sandbox, client: redis.Redis) -> None:

@@ -457,7 +457,7 @@ def test_a_fifo_is_refused_without_blocking(editor: EditorTool, root: Path) -> N
     os.mkfifo(root / "pipe")
 
     for tool_input in every_command("pipe"):
-        result = promptly(lambda: editor(tool_input))
+        result = promptly(lambda tool_input=tool_input: editor(tool_input))
         assert result.is_error
         assert "named pipe" in result.content
 
@@ -468,7 +468,7 @@ def test_a_fifo_with_a_writer_is_refused_without_reading(editor: EditorTool, roo
     writer = os.open(root / "pipe", os.O_RDWR | os.O_NONBLOCK)
     try:
         for tool_input in every_command("pipe"):
-            assert promptly(lambda: editor(tool_input)).is_error
+            assert promptly(lambda tool_input=tool_input: editor(tool_input)).is_error
     finally:
         os.close(writer)
 
@@ -483,7 +483,7 @@ def test_a_socket_is_refused(editor: EditorTool, root: Path) -> None:
         os.chdir(here)
     try:
         for tool_input in every_command("sock"):
-            result = promptly(lambda: editor(tool_input))
+            result = promptly(lambda tool_input=tool_input: editor(tool_input))
             assert result.is_error
             assert "socket" in result.content
     finally:
@@ -502,7 +502,7 @@ def test_a_device_is_refused(editor: EditorTool, root: Path, name: str, numbers:
     make_device(root / name, *numbers)
 
     for tool_input in every_command(name):
-        result = promptly(lambda: editor(tool_input))
+        result = promptly(lambda tool_input=tool_input: editor(tool_input))
         assert result.is_error
         assert "character device" in result.content
     assert stat.S_ISCHR(os.lstat(root / name).st_mode)

@@ -23,11 +23,10 @@ import pytest
 import redis
 
 from asm.commands.up import FLOWER_OPTIONS
-from asm.config import load_settings
 from asm.fleet.queue import enqueue
 from asm.keys import IssueRef
 from asm.observe.status import read_workers
-from asm.sandbox.fleet import Sandbox, wait_for
+from asm.sandbox.fleet import Sandbox, point_process_at, wait_for
 from asm.sandbox.redis_server import RedisServer
 
 REPO = "acme/textkit"
@@ -76,12 +75,12 @@ def watched(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
     """A worker, Flower on it, and one issue worked while we watch Flower's API."""
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
-    box = Sandbox(tmp_path_factory.mktemp("flower"), model_latency=0.3, redis_url=redis_server.url).start()
+    box = Sandbox(tmp_path_factory.mktemp("flower"), model_latency=0.2, redis_url=redis_server.url).start()
     box.create_repo(REPO)
     [number] = box.add_sample_issues(1)
-    from asm.celery_app import app, use_settings
+    from asm.celery_app import app
 
-    use_settings(load_settings(box.env(), dotenv=None))
+    point_process_at(box)
     worker = box.start_worker(1, name="watched")
     port = free_port()
     flower_log = box.root / "logs" / "flower.log"
@@ -109,8 +108,7 @@ def watched(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
     finally:
         flower.send_signal(signal.SIGTERM)
         flower.wait(timeout=20)
-        worker.stop()
-        box.stop()
+        box.stop()  # the worker is killed: its graceful stop is `asm up`'s test
 
 
 def test_flower_lists_the_task_with_its_issue_stage_and_one_line_result(watched: tuple[Sandbox, str, dict]) -> None:

@@ -79,7 +79,7 @@ def test_every_attack_of_a_hostile_issue_fails_and_honest_issues_still_become_pu
 
     # The fleet worked on: every issue, the hostile one included, became its pull request.
     pulls = {pull.head: pull for pull in fleet.github.pulls(repo)}
-    for number, solution in zip((hostile, *honest), SOLUTIONS):
+    for number, solution in zip((hostile, *honest), SOLUTIONS, strict=False):
         assert fleet.settled_label(repo, number) == "in-review"
         assert fleet.github.file_at(repo, f"ai-feature/issue-{number}", solution.module_path) == solution.code
     # Each attack failed, as its tool result shows.

@@ -810,7 +810,7 @@ def drive_as_nobody(base: Path, commands: dict[str, str], network: bool = False,
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     return Driven(report["uid"], report["check"],
-                  {name: Step(**step) for name, step in zip(commands, report["steps"])})
+                  {name: Step(**step) for name, step in zip(commands, report["steps"], strict=True)})
 
 
 needs_a_root_test_run = pytest.mark.skipif(

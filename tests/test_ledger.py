@@ -7,6 +7,8 @@ import redis
 
 from asm.errors import BudgetExceeded
 from asm.keys import (
+    METRICS,
+    MODEL_OUTAGES,
     IssueRef,
     fleet_day_spend_key,
     repo_day_spend_key,
@@ -96,3 +98,11 @@ def test_day_cap_reached_says_which_cap(ledger: Ledger) -> None:
     ledger.charge(ISSUE, "w-1", CALL)
     assert "ASM_MAX_COST_PER_REPO_DAY_USD (acme/shop, today)" in ledger.day_cap_reached("acme/shop", caps, 0.01)
     assert ledger.day_cap_reached("acme/other", caps, 0.01) is None
+
+
+def test_a_charge_writes_spend_and_nothing_else(ledger: Ledger, redis_client: redis.Redis) -> None:
+    """Counters people graph and the model's outage record belong to others (the metrics, the fleet's hold)."""
+    redis_client.set(MODEL_OUTAGES, 2)
+    ledger.charge(ISSUE, "w-1", CALL)
+    assert not redis_client.exists(METRICS)
+    assert redis_client.get(MODEL_OUTAGES) == b"2"

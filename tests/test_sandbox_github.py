@@ -177,7 +177,7 @@ def test_default_roles_no_role_and_unknown_users(gh, state):
     with pytest.raises(github.UnknownObjectException):
         repo.get_collaborator_permission("no-such-login")
     with pytest.raises(github.UnknownObjectException):
-        gh.get_user("no-such-login").login
+        _ = gh.get_user("no-such-login").login
     with pytest.raises(ValueError):
         state.grant(REPO, "passer-by", "owner")
     assert gh.get_user("passer-by").login == "passer-by"
@@ -374,7 +374,7 @@ def test_issue_payload_reads_without_lazy_refetch(gh, state):
     issue = gh.get_repo(REPO).get_issue(number)
     state.reset_requests()
 
-    seen = (issue.title, issue.body, issue.state, [l.name for l in issue.labels], issue.user.login,
+    seen = (issue.title, issue.body, issue.state, [label.name for label in issue.labels], issue.user.login,
             issue.comments, issue.pull_request, issue.html_url, issue.created_at.year, issue.closed_at)
 
     assert seen[:7] == ("Add a cart", "Users need a cart.", "open", ["ready-for-dev"], "sandbox-user", 0, None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,11 +21,6 @@ def fake_bwrap(folder: Path) -> str:
     return f"{folder}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:{Path(sys.executable).parent}"
 
 
-def status(sandbox: Sandbox, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "asm", "status", *arguments], env=sandbox.process_env(),
-                          capture_output=True, text=True, timeout=60)
-
-
 def test_a_worker_whose_bwrap_does_not_work_refuses_to_start_saying_how_to_fix_it(sandbox: Sandbox,
                                                                                    tmp_path: Path) -> None:
     worker = sandbox.start_worker(1, "nobwrap", PATH=fake_bwrap(tmp_path / "bin"))
@@ -39,24 +33,26 @@ def test_a_worker_whose_bwrap_does_not_work_refuses_to_start_saying_how_to_fix_i
     assert read_workers(redis.Redis.from_url(sandbox.redis_url)) == []
 
 
-def test_the_worker_reports_its_sandbox_and_status_shows_it(sandbox: Sandbox, settings: Settings) -> None:
+def test_the_worker_reports_its_sandbox_and_status_shows_it(sandbox: Sandbox, settings: Settings,
+                                                            asm_command) -> None:
     sandbox.create_repo()
     sandbox.start_ready_worker(1, "confined")
 
-    shown = json.loads(status(sandbox, "--json").stdout)
+    shown = json.loads(asm_command(sandbox, "status", "--json").stdout)
 
     [worker] = shown["workers"]
     assert worker["sandbox"].startswith("bwrap (network off, as ")
     assert shown["unsandboxed"] == []
-    assert "sandbox bwrap" in status(sandbox).stdout
+    assert "sandbox bwrap" in asm_command(sandbox, "status").stdout
 
 
 def test_an_unconfined_worker_by_explicit_choice_starts_warns_and_shows_everywhere(sandbox: Sandbox,
-                                                                                   settings: Settings) -> None:
+                                                                                   settings: Settings,
+                                                                                   asm_command) -> None:
     sandbox.create_repo()
     worker = sandbox.start_ready_worker(1, "open", ASM_SANDBOX="off")
 
     assert wait_for(lambda: "UNCONFINED" in worker.log(), 30)
-    shown = json.loads(status(sandbox, "--json").stdout)
+    shown = json.loads(asm_command(sandbox, "status", "--json").stdout)
     assert shown["unsandboxed"] == [shown["workers"][0]["worker"]]
-    assert "UNSANDBOXED" in status(sandbox).stdout
+    assert "UNSANDBOXED" in asm_command(sandbox, "status").stdout

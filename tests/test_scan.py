@@ -9,11 +9,11 @@ import pytest
 import redis
 
 from asm.config import Settings
-from asm.deps import github_client
+from asm.deps import github_gateway
 from asm.fleet.claim import Claim
 from asm.fleet.scan import scan
 from asm.github import COMMENT_PREFIX, GitHub
-from asm.keys import PAUSED, QUEUED, IssueRef, attempts_key
+from asm.keys import MODEL_RESTING, PAUSED, QUEUED, IssueRef, attempts_key
 from asm.sandbox.fleet import Sandbox
 
 REPO = "acme/scan"
@@ -21,7 +21,7 @@ REPO = "acme/scan"
 
 @pytest.fixture
 def github(settings: Settings) -> GitHub:
-    return GitHub(github_client(settings), settings.ready_label)
+    return github_gateway(settings)
 
 
 def run_scan(github: GitHub, settings: Settings, client: redis.Redis, stale_after: float = 600) -> list:
@@ -83,9 +83,9 @@ def test_a_repository_that_cannot_be_read_does_not_stop_the_others(
 
     sandbox.create_repo(REPO)
     ready = sandbox.add_issue(REPO, "ready")
-    report = scan(github, redis_client, app, ("acme/missing", REPO), settings.ready_label, 600)
-    assert [item.issue.number for item in report.found] == [ready]
-    assert "acme/missing" in report.failed and "not found" in report.failed["acme/missing"]
+    result = scan(github, redis_client, app, ("acme/missing", REPO), settings.ready_label, 600)
+    assert [item.issue.number for item in result.found] == [ready]
+    assert "acme/missing" in result.failed and "not found" in result.failed["acme/missing"]
 
 
 def test_a_stale_queue_marker_is_queued_again(sandbox: Sandbox, settings: Settings, github: GitHub,
@@ -103,6 +103,19 @@ def test_nothing_is_queued_while_the_fleet_is_paused(sandbox: Sandbox, settings:
     redis_client.set(PAUSED, "the model account is out of credit")
     assert run_scan(github, settings, redis_client) == []
     assert redis_client.llen("celery") == 0
+
+
+def test_nothing_is_queued_while_the_model_api_rests(sandbox: Sandbox, settings: Settings, github: GitHub,
+                                                    redis_client: redis.Redis) -> None:
+    from asm.celery_app import app
+
+    sandbox.create_repo(REPO)
+    sandbox.add_issue(REPO, "ready")
+    redis_client.set(MODEL_RESTING, "overloaded", ex=60)
+    result = scan(github, redis_client, app, (REPO,), settings.ready_label, 600)
+    assert result.found == [] and "resting" in result.held
+    redis_client.delete(MODEL_RESTING)
+    assert len(run_scan(github, settings, redis_client)) == 1
 
 
 def test_the_scan_costs_requests_by_pages_not_by_issues(sandbox: Sandbox, settings: Settings, github: GitHub,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,8 @@ def jail() -> Jail:
 
 @pytest.fixture
 def workspaces(tmp_path: Path, jail: Jail) -> Workspaces:
-    return Workspaces(tmp_path / "work", TOKEN, jail, Secrets([TOKEN]))
+    # No wait between attempts at the remote: a remote that fails here fails every attempt alike.
+    return Workspaces(tmp_path / "work", TOKEN, jail, Secrets([TOKEN]), remote_backoff_seconds=0)
 
 
 @pytest.fixture
@@ -180,6 +182,14 @@ def test_create_again_starts_from_a_clean_workspace(workspaces: Workspaces, clon
 def test_create_from_a_missing_repository_is_a_workspace_error(workspaces: Workspaces, tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="clone"):
         workspaces.create("worker-1", ISSUE, "file://" + str(tmp_path / "nowhere.git"), "main")
+
+
+def test_a_remote_that_keeps_failing_is_tried_again_with_a_growing_wait(tmp_path: Path, jail: Jail) -> None:
+    patient = Workspaces(tmp_path / "work", TOKEN, jail, Secrets([TOKEN]), remote_backoff_seconds=0.1)
+    started = time.monotonic()
+    with pytest.raises(WorkspaceError, match="clone"):
+        patient.create("worker-1", ISSUE, "file://" + str(tmp_path / "nowhere.git"), "main")
+    assert time.monotonic() - started >= 0.1 + 0.2  # three attempts, waiting 1 then 2 backoffs between
 
 
 def test_create_from_a_missing_base_branch_is_a_workspace_error(workspaces: Workspaces, clone_url: str) -> None:

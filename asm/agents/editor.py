@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from asm.agents.tools import (
     EDITOR_TOOL,
@@ -117,5 +117,5 @@ def _line_range(view_range: object, count: int) -> tuple[int, int]:
     return start, end
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)

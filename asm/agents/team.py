@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asm.agents.editor import EditorTool
-from asm.agents.loop import Agent, Completer, Meter
+from asm.agents.loop import Agent, Completer, Meter, Tool
 from asm.agents.roles import CLARIFY_TOOL, DECISION_TOOL
 from asm.agents.tools import (
     BASH_TOOL,
@@ -46,7 +46,8 @@ def task_text(step: Step, notes: tuple[tuple[str, str], ...], issue: str) -> str
             f"{step.feedback}\n\nThe previous round's work is still in the working tree."
         )
     if notes:
-        parts.append("Notes from the team in this round:\n\n" + "\n\n".join(f"### {who}\n{text}" for who, text in notes))
+        told = "\n\n".join(f"### {who}\n{text}" for who, text in notes)
+        parts.append(f"Notes from the team in this round:\n\n{told}")
     parts.append(f"Now do your part as the {step.role.title}.")
     return "\n\n".join(parts)
 
@@ -67,17 +68,15 @@ class Team:
         self.max_turns = max_turns
         self.transcripts = transcripts
         self.redact = redact
-        self.turns = 0
         self.tool_seconds = 0.0
 
     def perform(self, step: Step, notes: tuple[tuple[str, str], ...]) -> RoleOutput:
-        tools = {"bash": BashTool(self.tree, self.jail), EDITOR_TOOL_NAME: EditorTool(self.tree)}
+        tools: dict[str, Tool] = {"bash": BashTool(self.tree, self.jail), EDITOR_TOOL_NAME: EditorTool(self.tree)}
         transcript = self.transcripts / f"{step.revision}-{step.role.name}.json" if self.transcripts else None
         agent = Agent(self.model, tools, [BASH_TOOL, EDITOR_TOOL], self.meter, self.max_turns, transcript,
                       self.redact)
         task = task_text(step, notes, self.issue)
         result = agent.run(step.role.system_prompt(self.context), task, step.role.final_tools)
-        self.turns += result.turns
         self.tool_seconds += result.tool_seconds
         if result.final_tool == DECISION_TOOL.name:
             decision, feedback = str(result.final_input["decision"]), str(result.final_input["feedback"])

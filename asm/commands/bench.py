@@ -25,12 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from asm.config import load_settings
-from asm.deps import github_client, redis_client
-from asm.github import GitHub
+from asm.config import Settings
+from asm.deps import tool_jail
 from asm.guard.jail import Jail, prepare, tool_environment
 from asm.observe.status import read_history
-from asm.sandbox.fleet import Sandbox, wait_for
+from asm.sandbox.fleet import Sandbox, start_fleet, wait_for
 
 WORKER_START_TIMEOUT = 60.0
 SANDBOX_SAMPLES = 40  # tool commands timed each way, alternating, for the sandbox's own cost
@@ -101,9 +100,8 @@ class PeakMemory:
         return self.peak_kb / 1024
 
 
-def sandbox_cost_ms(samples: int = SANDBOX_SAMPLES) -> float:
+def sandbox_cost_ms(confined: Jail, unconfined: Jail, samples: int = SANDBOX_SAMPLES) -> float:
     """What bubblewrap adds to one tool command: median time of `true` confined minus unconfined."""
-    confined, unconfined = Jail(), Jail(mode="off")
     timings: dict[bool, list[float]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="asm-bench-sandbox-") as tmp, tempfile.TemporaryFile() as output:
         tree, scratch = Path(tmp) / "tree", Path(tmp) / "tmp"
@@ -117,22 +115,25 @@ def sandbox_cost_ms(samples: int = SANDBOX_SAMPLES) -> float:
     return round((statistics.median(timings[True]) - statistics.median(timings[False])) * 1000, 1)
 
 
+def jail_cost_ms(box: Sandbox, settings: Settings) -> float:
+    """The sandbox's cost per tool command, with the jail the fleet's settings give and the same unconfined."""
+    return sandbox_cost_ms(tool_jail(settings), tool_jail(box.settings(ASM_SANDBOX="off")))
+
+
 def measure(box: Sandbox, workers: int, issues: int, latency: float, sandbox: str = "bwrap") -> BenchRow:
     """One row: `workers` slots working `issues` fresh sample issues, tool commands confined or not."""
+    assert box.github is not None and box.model is not None  # the box is started
     repo = box.create_repo(f"acme/bench-{workers}-workers-{sandbox}")
     numbers = box.add_sample_issues(issues, repo)
-    settings = load_settings(box.env(), dotenv=None)
-    from asm.celery_app import app, use_settings
+    from asm.celery_app import app
     from asm.fleet.scan import scan
 
-    use_settings(settings)
-    client = redis_client(settings.redis_url)
-    worker = box.start_ready_worker(workers, f"bench{workers}{sandbox}", WORKER_START_TIMEOUT, ASM_SANDBOX=sandbox)
-    github = GitHub(github_client(settings), settings.ready_label)
+    fleet = start_fleet(box, workers, f"bench{workers}{sandbox}", WORKER_START_TIMEOUT, ASM_SANDBOX=sandbox)
+    settings, client, worker = fleet.settings, fleet.redis, fleet.worker
     requests_before, calls_before = box.github.request_count, box.model.calls
     with PeakMemory(worker.process.pid) as memory:
         started = time.monotonic()
-        scan(github, client, app, (repo,), settings.ready_label, settings.task_time_limit)  # all queued
+        scan(fleet.github, client, app, (repo,), settings.ready_label, settings.task_time_limit)  # all queued
         done = wait_for(lambda: box.settled(repo, numbers), timeout=120 + issues * 60 * max(latency, 0.2),
                         interval=0.1)
         duration = time.monotonic() - started
@@ -164,7 +165,7 @@ def measure(box: Sandbox, workers: int, issues: int, latency: float, sandbox: st
         github_requests_per_issue=round((box.github.request_count - requests_before) / issues, 1),
         peak_worker_memory_mb=round(memory.peak_mb, 1), pull_requests=pulls,
         mean_stage_seconds={stage: round(seconds, 3) for stage, seconds in stages.items()},
-        sandbox=sandbox, sandbox_ms_per_command=sandbox_cost_ms() if sandbox != "off" else None,
+        sandbox=sandbox, sandbox_ms_per_command=jail_cost_ms(box, settings) if sandbox != "off" else None,
     )
 
 

@@ -13,14 +13,18 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import redis
 import requests
 
 from asm.config import Settings, load_settings, require, without_password
 from asm.errors import AsmError, BadInput, ConfigError
-from asm.keys import PAUSED, IssueRef
+from asm.keys import IssueRef
+from asm.sandbox.model_server import STYLES as MODEL_STYLES
+
+if TYPE_CHECKING:
+    from asm.github import GitHub
 
 VOUCHED_SECONDS = 30 * 24 * 3600  # until the run it asked for ends, or a month
 
@@ -37,7 +41,8 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _settings() -> Settings:
+def _load_settings() -> Settings:
+    """The command's settings, loaded once; the Celery app it queues through is configured from them."""
     settings = load_settings()
     from asm.celery_app import use_settings
 
@@ -45,7 +50,8 @@ def _settings() -> Settings:
     return settings
 
 
-def _redis(settings: Settings) -> redis.Redis:
+def _redis(settings: Settings) -> redis.Redis[bytes]:
+    """Redis, reached now: a person waits on the answer, so an unreachable one is said at once."""
     from asm.deps import redis_client
 
     client = redis_client(settings.redis_url, patient=False)
@@ -56,12 +62,11 @@ def _redis(settings: Settings) -> redis.Redis:
     return client
 
 
-def _github(settings: Settings):  # -> asm.github.GitHub
-    from asm.deps import github_client
-    from asm.github import GitHub
+def _github(settings: Settings) -> GitHub:
+    from asm.deps import github_gateway
 
     require(settings, "github")
-    return GitHub(github_client(settings), settings.ready_label)
+    return github_gateway(settings)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -69,7 +74,7 @@ def _github(settings: Settings):  # -> asm.github.GitHub
 
 def cmd_enqueue(options: argparse.Namespace) -> int:
     """Queue one issue now, with the same de-duplication as the scan."""
-    settings = _settings()
+    settings = _load_settings()
     repo = options.repo
     if repo is None:
         if len(settings.repos) != 1:
@@ -88,22 +93,22 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
     if info.state != "open":
         raise BadInput(f"{issue} is closed")
     from asm.celery_app import app
-    from asm.fleet.queue import enqueue, in_hand
-    from asm.fleet.scan import hold_reason
+    from asm.fleet.hold import fleet_hold
+    from asm.fleet.queue import claimed_or_queued, enqueue
     from asm.github import IN_PROGRESS, IN_REVIEW
     from asm.guard.trust import digest
     from asm.keys import vouched_key
 
     if IN_REVIEW in info.labels:
         raise BadInput(f"{issue} is already in review (labelled {IN_REVIEW})")
-    held = hold_reason(client)
-    if held:
-        raise Refused(f"nothing queued: {held}")
+    hold = fleet_hold(client)
+    if hold is not None:
+        raise Refused(f"nothing queued: {hold.reason}")
     # The operator's act: the issue's text as it is now counts as vouched for, whoever labelled it.
     vouched = {"title_digest": digest(info.title), "body_digest": digest(info.body)}
     client.set(vouched_key(issue), json.dumps(vouched), ex=VOUCHED_SECONDS)
     task_id = None
-    if not in_hand(client, issue, settings.task_time_limit):
+    if not claimed_or_queued(client, issue, settings.task_time_limit):
         # The worker takes only issues labelled ready (or orphaned in-progress ones): label it so.
         if not {settings.ready_label, IN_PROGRESS} & info.labels:
             github.move_labels(issue, settings.ready_label, (), info.labels)
@@ -117,7 +122,7 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
 
 def cmd_scan(options: argparse.Namespace) -> int:
     """One scan now: queue every ready or orphaned issue of ASM_REPOS."""
-    settings = _settings()
+    settings = _load_settings()
     require(settings, "github", "repos")
     github = _github(settings)
     client = _redis(settings)
@@ -126,34 +131,35 @@ def cmd_scan(options: argparse.Namespace) -> int:
 
     for repo in settings.repos:  # every repository must exist before anything is queued
         github.repo(repo)
-    report = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit)
-    if report.held:
-        raise Refused(f"nothing queued: {report.held}")
-    for item in report.found:
+    result = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit)
+    if result.held:
+        raise Refused(f"nothing queued: {result.held}")
+    for item in result.found:
         verb = f"queued as {item.task_id}" if item.task_id else "already queued or running"
         print(f"{item.issue} {verb} ({item.why}): {item.title}")
-    queued = sum(1 for item in report.found if item.task_id)
-    print(f"{queued} queued, {len(report.found) - queued} already in hand, "
-          f"{len(settings.repos) - len(report.failed)} of {len(settings.repos)} repositories scanned")
-    for repo, why in report.failed.items():
+    queued = sum(1 for item in result.found if item.task_id)
+    print(f"{queued} queued, {len(result.found) - queued} already in hand, "
+          f"{len(settings.repos) - len(result.failed)} of {len(settings.repos)} repositories scanned")
+    for repo, why in result.failed.items():
         print(f"asm scan: {repo}: {why}", file=sys.stderr)
-    return 1 if report.failed else 0
+    return 1 if result.failed else 0
 
 
 def cmd_status(options: argparse.Namespace) -> int:
     """The fleet: workers, queued and running issues, spend and caps."""
-    settings = _settings()
+    settings = _load_settings()
     client = _redis(settings)
-    from asm.observe.dashboard import render, snapshot
+    from asm.observe.dashboard import render
+    from asm.observe.fleet_state import read_fleet_state
 
     while True:
-        snap = snapshot(client, settings)
+        state = read_fleet_state(client, settings)
         if options.json:
-            print(json.dumps(snap, indent=2))
+            print(json.dumps(state.as_json(), indent=2))
         else:
             if options.watch and sys.stdout.isatty():
                 print("\033[2J\033[H", end="")
-            print(render(snap), flush=True)
+            print(render(state), flush=True)
         if not options.watch:
             return 0
         time.sleep(options.watch)
@@ -161,24 +167,24 @@ def cmd_status(options: argparse.Namespace) -> int:
 
 def cmd_resume(options: argparse.Namespace) -> int:
     """Let the fleet take issues again after a pause (e.g. once the model account has credit)."""
-    settings = _settings()
-    client = _redis(settings)
-    reason = client.get(PAUSED)
-    client.delete(PAUSED)
-    print(f"resumed (was paused: {reason.decode()})" if reason else "the fleet was not paused")
+    settings = _load_settings()
+    from asm.fleet.hold import resume_fleet
+
+    reason = resume_fleet(_redis(settings))
+    print(f"resumed (was paused: {reason})" if reason else "the fleet was not paused")
     return 0
 
 
 def cmd_up(options: argparse.Namespace) -> int:
     from asm.commands.up import run_up
 
-    return run_up(_settings(), options.concurrency, options.flower_port)
+    return run_up(_load_settings(), options.concurrency, options.flower_port)
 
 
 def cmd_demo(options: argparse.Namespace) -> int:
     from asm.commands.demo import run_demo
 
-    return run_demo(options.workers, options.issues, options.model_latency)
+    return run_demo(options.workers, options.issues, options.model_latency, options.model_style)
 
 
 def cmd_bench(options: argparse.Namespace) -> int:
@@ -258,6 +264,9 @@ def build_parser() -> Parser:
     demo.add_argument("--workers", type=_positive_int, default=3)
     demo.add_argument("--issues", type=_sample_issue_count, default=5)
     demo.add_argument("--model-latency", type=_non_negative_float, default=1.0, metavar="SECONDS")
+    demo.add_argument("--model-style", choices=MODEL_STYLES, default=MODEL_STYLES[0],
+                      help="how the scripted model answers: sonnet-5-5 thinks in signed blocks, "
+                           "like asm's default model")
     demo.set_defaults(run=cmd_demo)
 
     bench = commands.add_parser("bench", help="speedup and overhead through the real fleet, on the sandbox")
@@ -272,14 +281,20 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
-    # The commands say what happened themselves, in one line each; asm's log lines are for workers.
+    """The `asm` command, as a process: asm's own log lines are left to workers."""
+    # The commands say what happened themselves, in one line each.
     quiet = logging.getLogger("asm")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    run: Callable[[argparse.Namespace], int] = options.run
+    return run(argv)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status. A usage error exits (status 2) with one line."""
+    options = build_parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = options.run
     try:
-        return run(options)
+        return command(options)
     except (ConfigError, BadInput) as problem:
         print(f"asm: {problem}", file=sys.stderr)
         return 2

@@ -7,47 +7,51 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from asm.config import load_settings, without_password
-from asm.deps import redis_client
+import redis
+
+from asm.config import without_password
 from asm.github import IN_REVIEW
-from asm.observe.dashboard import render, snapshot
+from asm.observe.dashboard import render
 from asm.observe.display import duration_text
+from asm.observe.fleet_state import read_fleet_state
 from asm.observe.status import paused_reason, read_history
-from asm.sandbox.fleet import Sandbox, wait_for
+from asm.sandbox.fleet import Sandbox, start_fleet, wait_for
+from asm.sandbox.model_server import DEFAULT as DEFAULT_STYLE
 
 WORKER_START_TIMEOUT = 60.0
 TABLE_EVERY_SECONDS = 1.0
 
 
-def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout) -> int:
-    """Work `issues` sample issues with `workers` worker slots; 0 when every one became a PR."""
-    with tempfile.TemporaryDirectory(prefix="asm-demo-") as tmp, Sandbox(Path(tmp), model_latency=latency) as box:
+def run_demo(workers: int, issues: int, latency: float, model_style: str = DEFAULT_STYLE,
+             out: TextIO = sys.stdout) -> int:
+    """Work `issues` sample issues with `workers` worker slots; 0 when every one became a PR.
+
+    `model_style` is how the scripted model answers: "sonnet-5-5" sends signed thinking blocks the way
+    asm's default model does, and refuses a conversation that does not send them back unchanged.
+    """
+    with tempfile.TemporaryDirectory(prefix="asm-demo-") as tmp, \
+            Sandbox(Path(tmp), model_latency=latency, model_style=model_style) as box:
         repo = box.create_repo()
         numbers = box.add_sample_issues(issues)
-        settings = load_settings(box.env(), dotenv=None)
-        from asm.celery_app import use_settings
-
-        use_settings(settings)
-        client = redis_client(settings.redis_url)
-        print(f"sandbox: GitHub {box.github_server.url}, model {box.model.url} ({latency:g}s a call), "
+        # Set by box.start() (the with statement).
+        assert box.github_server is not None and box.model is not None and box.redis_url is not None
+        print(f"sandbox: GitHub {box.github_server.url}, model {box.model.url} ({model_style}, {latency:g}s a call), "
               f"Redis {without_password(box.redis_url)} ({box.redis.kind if box.redis else 'given'})", file=out)
         print(f"{repo}: {issues} issues labelled ready-for-dev; starting `celery -A asm worker -c {workers}`",
               file=out)
         try:
-            worker = box.start_ready_worker(workers, "demo", WORKER_START_TIMEOUT)
+            fleet = start_fleet(box, workers, "demo", WORKER_START_TIMEOUT)
         except RuntimeError as problem:
             print(f"asm demo: {problem}", file=sys.stderr)
             return 1
         from asm.celery_app import app
-        from asm.deps import github_client
         from asm.fleet.scan import scan
-        from asm.github import GitHub
 
+        settings, client = fleet.settings, fleet.redis
         started = time.monotonic()
-        found = scan(GitHub(github_client(settings), settings.ready_label), client, app, settings.repos,
-                     settings.ready_label, settings.task_time_limit)
+        found = scan(fleet.github, client, app, settings.repos, settings.ready_label, settings.task_time_limit)
         print(f"scan queued {sum(1 for f in found.found if f.task_id)} issues", file=out)
         live = out.isatty()
         last_table = 0.0
@@ -59,20 +63,21 @@ def run_demo(workers: int, issues: int, latency: float, out: TextIO = sys.stdout
             last_table = time.monotonic()
             if live:
                 print("\033[2J\033[H", end="", file=out)
-            print(render(snapshot(client, settings)), file=out, flush=True)
+            print(render(read_fleet_state(client, settings)), file=out, flush=True)
 
         done = wait_for(lambda: box.settled(repo, numbers) or bool(paused_reason(client)),
                         timeout=120 + issues * latency * 30, on_tick=show)
         wall = time.monotonic() - started
-        worker.stop(signal.SIGTERM)
-        print(render(snapshot(client, settings)), file=out)
+        fleet.worker.stop(signal.SIGTERM)
+        print(render(read_fleet_state(client, settings)), file=out)
         return _summary(box, repo, numbers, client, wall, workers, done, out)
 
 
-def _summary(box: Sandbox, repo: str, numbers: list[int], client, wall: float, workers: int, done: bool,
-             out: TextIO) -> int:
+def _summary(box: Sandbox, repo: str, numbers: list[int], client: redis.Redis[bytes], wall: float, workers: int,
+             done: bool, out: TextIO) -> int:
+    assert box.github is not None  # the box is started
     pulls = {pull.head: pull for pull in box.github.pulls(repo)}
-    runs = {}
+    runs: dict[str, dict[str, Any]] = {}
     for record in read_history(client):
         if record["completed"]:
             runs.setdefault(record["issue"], record)

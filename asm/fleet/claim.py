@@ -39,7 +39,7 @@ return 0
 class Claim:
     """A lease on one issue, held by one worker; use as a context manager."""
 
-    def __init__(self, client: redis.Redis, issue: IssueRef, ttl: float, holder: str) -> None:
+    def __init__(self, client: redis.Redis[bytes], issue: IssueRef, ttl: float, holder: str) -> None:
         self.client = client
         self.issue = issue
         self.ttl_ms = max(int(ttl * 1000), 3000)

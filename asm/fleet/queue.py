@@ -24,7 +24,7 @@ class Sender(Protocol):
     def send_task(self, name: str, args: list[object], task_id: str, countdown: float | None) -> object: ...
 
 
-def in_hand(client: redis.Redis, issue: IssueRef, stale_after: float) -> bool:
+def claimed_or_queued(client: redis.Redis[bytes], issue: IssueRef, stale_after: float) -> bool:
     """Whether the issue is claimed by a worker or waits in the queue (a marker fresher than stale_after)."""
     if client.exists(issue.claim_key):
         return True
@@ -32,7 +32,7 @@ def in_hand(client: redis.Redis, issue: IssueRef, stale_after: float) -> bool:
     return raw is not None and time.time() - float(json.loads(raw).get("queued_at", 0)) < stale_after
 
 
-def enqueue(client: redis.Redis, sender: Sender, issue: IssueRef, by: str, stale_after: float,
+def enqueue(client: redis.Redis[bytes], sender: Sender, issue: IssueRef, by: str, stale_after: float,
             countdown: float | None = None) -> str | None:
     """Queue the issue unless it is already queued or claimed; the task id, or None when skipped."""
     if client.exists(issue.claim_key):
@@ -54,6 +54,6 @@ def enqueue(client: redis.Redis, sender: Sender, issue: IssueRef, by: str, stale
     return task_id
 
 
-def forget(client: redis.Redis, issue: IssueRef) -> None:
+def mark_delivered(client: redis.Redis[bytes], issue: IssueRef) -> None:
     """The message was delivered: the issue is no longer waiting in the queue."""
     client.hdel(QUEUED, issue.key)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import redis
 
 from asm.errors import AsmError
+from asm.fleet.hold import fleet_hold
 from asm.fleet.queue import Sender, enqueue
 from asm.github import COMMENT_PREFIX, IN_PROGRESS, GitHub
-from asm.keys import MODEL_RESTING, IssueRef, attempts_key, told_key
-from asm.observe.status import paused_reason
+from asm.keys import IssueRef, attempts_key, told_key
 
 log = logging.getLogger(__name__)
 NOT_OURS_SECONDS = 3600
@@ -23,12 +23,12 @@ class Found:
 
     issue: IssueRef
     title: str
-    task_id: str | None
+    task_id: str | None  # None: already queued or claimed
     why: str  # "ready" or "orphaned" (in-progress with nobody holding its claim)
 
 
 @dataclass(frozen=True)
-class ScanReport:
+class ScanResult:
     """What one scan queued, and the repositories it could not read."""
 
     found: list[Found] = field(default_factory=list)
@@ -36,38 +36,27 @@ class ScanReport:
     held: str = ""  # why nothing was queued at all (the fleet is paused, the model resting)
 
 
-def scan(github: GitHub, client: redis.Redis, sender: Sender, repos: tuple[str, ...], ready_label: str,
-         stale_after: float) -> ScanReport:
+def scan(github: GitHub, client: redis.Redis[bytes], sender: Sender, repos: tuple[str, ...], ready_label: str,
+         stale_after: float) -> ScanResult:
     """Queue every open ready issue, and every in-progress one asm started whose worker is gone.
 
-    A repository that cannot be read is reported and skipped; the others are still scanned.
+    A repository that cannot be read is named in the result and skipped; the others are still scanned.
     """
-    held = hold_reason(client)
-    if held:
-        log.warning("nothing queued: %s", held)
-        return ScanReport(held=held)
-    report = ScanReport()
+    hold = fleet_hold(client)
+    if hold is not None:
+        log.warning("nothing queued: %s", hold.reason)
+        return ScanResult(held=hold.reason)
+    result = ScanResult()
     for repo in repos:
         try:
-            report.found.extend(_scan_repo(github, client, sender, repo, ready_label, stale_after))
+            result.found.extend(_scan_repo(github, client, sender, repo, ready_label, stale_after))
         except AsmError as problem:
             log.error("scan of %s failed: %s", repo, problem)
-            report.failed[repo] = str(problem)
-    return report
+            result.failed[repo] = str(problem)
+    return result
 
 
-def hold_reason(client: redis.Redis) -> str:
-    """Why no issue should be queued now (the fleet is paused, or resting the model API), if so."""
-    paused = paused_reason(client)
-    if paused:
-        return f"the fleet is paused ({paused}); `asm resume` ends it"
-    resting = client.ttl(MODEL_RESTING)
-    if resting > 0:
-        return f"the model API is resting after an outage, for {resting}s more"
-    return ""
-
-
-def _scan_repo(github: GitHub, client: redis.Redis, sender: Sender, repo: str, ready_label: str,
+def _scan_repo(github: GitHub, client: redis.Redis[bytes], sender: Sender, repo: str, ready_label: str,
                stale_after: float) -> list[Found]:
     found: list[Found] = []
     for label, why in ((ready_label, "ready"), (IN_PROGRESS, "orphaned")):
@@ -81,7 +70,7 @@ def _scan_repo(github: GitHub, client: redis.Redis, sender: Sender, repo: str, r
     return found
 
 
-def is_orphan(github: GitHub, client: redis.Redis, issue: IssueRef) -> bool:
+def is_orphan(github: GitHub, client: redis.Redis[bytes], issue: IssueRef) -> bool:
     """In-progress, nobody holds its claim, and asm is the one that started it.
 
     `in-progress` is a common label for people's own work too: asm adopts only issues its runs

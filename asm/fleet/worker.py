@@ -1,4 +1,8 @@
-"""A worker process's life: its identity, its clients and its status, built once when it starts."""
+"""A worker process's life: its identity, its clients and its status, built once when it starts.
+
+The settings come from the caller (the Celery app loads them once per process); the clients are
+built by `asm.deps`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from asm.config import SECRET_VARIABLES, load_settings
-from asm.deps import Deps, build, jail
+from asm.config import SECRET_VARIABLES, Settings
+from asm.deps import Deps, build, import_model_sdk, tool_jail
 from asm.errors import SandboxUnavailable
 from asm.guard.redaction import RedactingFilter
 from asm.observe.status import WorkerStatus
@@ -22,6 +26,8 @@ PR_SET_DUMPABLE = 4
 
 @dataclass(frozen=True)
 class WorkerContext:
+    """What a worker process works issues with: its clients and its slot's status."""
+
     deps: Deps
     status: WorkerStatus
 
@@ -49,8 +55,9 @@ def harden_process() -> None:
         pass
 
 
-def harden_main() -> None:
-    """In the worker's main process, before the pool forks: the same protection, and the sandbox check.
+def prepare_main(settings: Settings) -> None:
+    """In the worker's main process, before the pool forks: the same protection, the sandbox check,
+    and the model SDK imported once for every pool process to inherit.
 
     A worker that cannot confine tool commands does not start, unless ASM_SANDBOX=off says so.
     """
@@ -58,8 +65,13 @@ def harden_main() -> None:
     dotenv = Path(".env")
     if dotenv.is_file() and dotenv.stat().st_mode & 0o077:
         log.warning(".env can be read by other users: chmod 600 .env")
-    settings = load_settings()
-    confinement = jail(settings)
+    check_sandbox(settings)
+    import_model_sdk()
+
+
+def check_sandbox(settings: Settings) -> None:
+    """Stop the worker (exit status 2, one line) when tool commands cannot be confined as set."""
+    confinement = tool_jail(settings)
     if not confinement.confined:
         log.warning("ASM_SANDBOX=off: the agents' tool commands run UNCONFINED on this machine, as %s, with "
                     "its network, its processes and every file that user can read; `asm status` shows it",
@@ -83,10 +95,9 @@ def configure_logging(level: str, secrets: tuple[str, ...]) -> None:
         handler.addFilter(redaction)
 
 
-def start(slot: int | None) -> WorkerContext:
+def start(settings: Settings, slot: int | None) -> WorkerContext:
     """Build this process's clients and announce it; called once per pool process."""
     global _current
-    settings = load_settings()
     harden_process()
     configure_logging(settings.log_level, settings.secrets)
     deps = build(settings)
@@ -100,9 +111,9 @@ def start(slot: int | None) -> WorkerContext:
     return _current
 
 
-def current() -> WorkerContext:
+def current(settings: Settings) -> WorkerContext:
     """This process's context, started on first use (the solo and threads pools have no process init)."""
-    return _current or start(None)
+    return _current or start(settings, None)
 
 
 def stop() -> None:

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from asm.errors import SandboxUnavailable
 
@@ -256,8 +256,8 @@ class Jail:
                       "--perms", "1777", "--size", str(limits.memory_bytes), "--tmpfs", "/dev/shm",
                       "--bind", str(scratch), SCRATCH, "--bind", str(tree), SHOWN_ROOT, "--chdir", SHOWN_ROOT]
         # Writable, they would be memory of no size limit whenever the sandbox's user owns them (a non-root worker).
-        for path in scaffolding:
-            arguments += ["--remount-ro", path]
+        for mount in scaffolding:
+            arguments += ["--remount-ro", mount]
         return arguments
 
     def _covered(self, path: Path) -> bool:
@@ -267,7 +267,8 @@ class Jail:
                         stderr: IO[bytes] | int, timeout: float, limits: Limits) -> Finished:
         """ASM_SANDBOX=off: the command runs on the host, in its own process group, as the tool user if set."""
         marker = secrets.token_hex(8)
-        identity = {"user": self.identity[0], "group": self.identity[1], "extra_groups": []} if self.identity else {}
+        identity: dict[str, Any] = (
+            {"user": self.identity[0], "group": self.identity[1], "extra_groups": []} if self.identity else {})
         process = subprocess.Popen(["bash", "-c", script], cwd=tree, env={**env, RUN_MARKER: marker},
                                    stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
                                    **identity)
@@ -435,10 +436,30 @@ def _kill(pid: int) -> None:
         pass
 
 
+# A process in the middle of an exec shows an empty environment for an instant, so one sweep of /proc
+# can miss it: sweeps go on until this many in a row find nothing (or MARKED_SWEEPS_MAX were made).
+MARKED_QUIET_SWEEPS = 3
+MARKED_SWEEPS_MAX = 50
+
+
 def _kill_marked(marker: str) -> None:
     """Unconfined only: kill what escaped the process group but still carries this run's marker (best
     effort: a process that scrubbed its environment is out of reach without a PID namespace)."""
     needle = f"{RUN_MARKER}={marker}".encode()
+    quiet = 0
+    for _ in range(MARKED_SWEEPS_MAX):
+        if _kill_marked_once(needle):
+            quiet = 0
+        else:
+            quiet += 1
+            if quiet == MARKED_QUIET_SWEEPS:
+                return
+        time.sleep(0.005)
+
+
+def _kill_marked_once(needle: bytes) -> bool:
+    """One sweep of /proc; whether it found a marked process."""
+    found = False
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -446,8 +467,10 @@ def _kill_marked(marker: str) -> None:
             with open(f"/proc/{entry}/environ", "rb") as environ:
                 if needle in environ.read().split(b"\0"):
                     os.kill(int(entry), signal.SIGKILL)
+                    found = True
         except (OSError, ValueError):
             continue
+    return found
 
 
 def _child_pid(info: int, timeout: float = 30.0) -> int | None:

@@ -116,8 +116,8 @@ class Secrets:
             match = self._text.search(data) if self._text else None
             return match and next(form.kind for form in self.forms
                                   if form.text is not None and re.fullmatch(form.text, match.group()))
-        match = self._bytes.search(data) if self._bytes else None
-        return match and next(form.kind for form in self.forms if re.fullmatch(form.pattern, match.group()))
+        found = self._bytes.search(data) if self._bytes else None
+        return found and next(form.kind for form in self.forms if re.fullmatch(form.pattern, found.group()))
 
 
 @functools.lru_cache(maxsize=32)

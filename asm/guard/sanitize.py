@@ -124,6 +124,7 @@ def _protect_code(text: str) -> tuple[str, list[str]]:
         code.append(strip_invisible(snippet))
         return f"\ue000{len(code) - 1}\ue001"
 
+    prose: list[str]
     lines, out, prose = text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), [], []
     readings: set[_State] | None = {_NORMAL}
     loose: _End = None  # HTML blocks inside lists and quotes too: where code spans are not sure
@@ -160,15 +161,15 @@ def _read(readings: set[_State] | None, line: str) -> tuple[set[str], set[_State
     if readings is None:
         return {"unsure"}, None
     roles, after = set(), set()
-    for fence, html in readings:
+    for fence, in_html in readings:
         if fence:
             close = _FENCE_CLOSE.fullmatch(line)
             done = close and close.group(1)[0] == fence[0] and len(close.group(1)) >= len(fence)
             roles.add("code")
             after.add(_NORMAL if done else (fence, None))
-        elif html is not None:
+        elif in_html is not None:
             roles.add("html")
-            after.add((None, _html_block_continues(html, line)))
+            after.add((None, _html_block_continues(in_html, line)))
         elif (opened := _FENCE.fullmatch(line)) and _opens_fence(opened, max_indent=3):
             roles.add("code")
             after.add((opened.group(2), None))
@@ -204,8 +205,8 @@ def _html_starts(line: str) -> tuple[list[_End], bool] | None:
             return [end], maybe
     if re.match(r"<![A-Za-z]", rest):
         return [">"], maybe
-    name = re.match(r"</?([A-Za-z][A-Za-z0-9-]*)(?:[\s>]|/>|$)", rest)
-    name = name.group(1).lower() if name else ""
+    tag = re.match(r"</?([A-Za-z][A-Za-z0-9-]*)(?:[\s>]|/>|$)", rest)
+    name = tag.group(1).lower() if tag else ""
     if name in _BLOCK_TAGS:
         return [_BLANK_LINE_ENDS], maybe
     if name in _BLOCK_TAGS_UNSURE:
@@ -226,7 +227,9 @@ def _fence_end(lines: list[str], start: int, opener: str) -> int:
 def _html_block_start(line: str) -> tuple[_End, str]:
     """Where an HTML block that may start on this line, in a list or quote too, ends; and the part
     of the line after its opening, where that end may already be."""
-    rest = line[_CONTAINER.match(line).end():]
+    container = _CONTAINER.match(line)
+    assert container is not None  # the pattern matches the empty string too
+    rest = line[container.end():]
     if not rest.startswith("<"):
         return None, line
     if _RAW_BLOCK.match(rest):
@@ -292,7 +295,8 @@ def _code_spans(lines: list[str], hold: Callable[[str], str]) -> list[str]:
     if _TABLE_DELIMITER.search(chunk) or _DEFINITION_LINE.search(chunk) or None in held:
         return [strip_invisible(line) for line in lines]
     out = []
-    for line, spans in zip(lines, held):
+    for line, spans in zip(lines, held, strict=True):
+        assert spans is not None  # None in held returned above
         pieces, at = [], 0
         for start, end in spans:
             pieces += [strip_invisible(line[at:start]), hold(line[start:end])]
@@ -308,7 +312,9 @@ def _line_spans(line: str) -> list[tuple[int, int]] | None:
         if char == "\\":
             i += 2
         elif char == "`":
-            run = len(_RUN.match(line, i).group())
+            run_match = _RUN.match(line, i)
+            assert run_match is not None  # a backtick is at i
+            run = len(run_match.group())
             if _autolink_reaches(line, i):
                 return None
             j = i + run
@@ -332,10 +338,10 @@ def _line_spans(line: str) -> list[tuple[int, int]] | None:
                 return None  # a tag or comment that crosses the line, or holds a backtick
             i = end
         else:  # "](": a link's destination and title are never code
-            end = _paren_end(line, i + 2)
-            if end is None or "`" in line[i:end]:
+            paren_end = _paren_end(line, i + 2)
+            if paren_end is None or "`" in line[i:paren_end]:
                 return None
-            i = end
+            i = paren_end
     return spans
 
 
@@ -486,7 +492,9 @@ def _cover(text: str, start: int, end: int) -> int:
 
 def _link_tail_end(text: str, at: int) -> int:
     """The index after a link tail `](url "title")` starting at `at`, else just after the "]("."""
-    after = _DESTINATION.match(text, at + 2).end()
+    destination = _DESTINATION.match(text, at + 2)
+    assert destination is not None  # the pattern matches the empty string too
+    after = destination.end()
     if text.startswith(")", after):
         return after + 1
     title = _TITLE.match(text, after)
@@ -713,6 +721,7 @@ def _strip_link_titles(text: str) -> str:
     out, i, last_paren = [], 0, text.rfind(")")
     while (j := text.find("](", i)) != -1:
         dest = _DESTINATION.match(text, j + 2)
+        assert dest is not None  # the pattern matches the empty string too
         after = dest.end()
         if after > last_paren:  # no ')' at all: not a link, just text
             break

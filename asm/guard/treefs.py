@@ -51,7 +51,8 @@ class ConfinedTree:
     def relative(self, path: object) -> str:
         """`path` as a normalised path relative to the root (`.` for the root), or TreeRefused."""
         if not isinstance(path, str) or not path:
-            raise TreeRefused(f"a path is required: relative to the repository root, or absolute under {self.shown_root}")
+            raise TreeRefused("a path is required: relative to the repository root, "
+                              f"or absolute under {self.shown_root}")
         if "\0" in path:
             raise TreeRefused("the path contains a NUL byte")
         if path.startswith("/"):
@@ -270,7 +271,8 @@ class ConfinedTree:
         return f"`{shown}` is a symbolic link to `{target}`; the editor does not follow links: use `{instead}` instead"
 
     def _link_target(self, directory: list[str], target: str) -> str | None:
-        """Where a link points, as a path relative to the root, or None when outside (read lexically, for advice only)."""
+        """Where a link points, as a path relative to the root, or None when outside (read lexically, for
+        advice only)."""
         if target.startswith("/"):
             for name in (self.shown_root, _absolute(str(self.root))):
                 inside = _under(_absolute(target), name)

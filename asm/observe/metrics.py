@@ -6,6 +6,7 @@ Workers come and go and run on many machines, so the counts live in Redis, not i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import redis
 
@@ -28,7 +29,7 @@ def parse_field(raw: str) -> tuple[str, dict[str, str]]:
 class Recorder:
     """Adds to the fleet's counters; every call is one Redis round trip (or none, in a pipeline)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis[bytes]) -> None:
         self.client = client
 
     def count(self, name: str, amount: float = 1, **labels: str) -> None:
@@ -36,6 +37,17 @@ class Recorder:
             self.client.hincrbyfloat(METRICS, field(name, **labels), amount)
         except redis.RedisError as problem:  # a metric is never worth failing a run for
             log.warning("could not record metric %s: %s", name, problem)
+
+    def charged(self, repo: str, usd: float, tokens: Mapping[str, int]) -> None:
+        """Add one billed model call to the spend and token counters (`tokens`: kind -> count)."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hincrbyfloat(METRICS, field("asm_spend_usd_total", repo=repo), usd)
+            for kind, count in tokens.items():
+                pipe.hincrbyfloat(METRICS, field("asm_tokens_total", kind=kind), count)
+            pipe.execute()
+        except redis.RedisError as problem:
+            log.warning("could not record a model call's spend: %s", problem)
 
     def observe_stages(self, stage_seconds: dict[str, float]) -> None:
         """Add one run's time per stage to the stage-duration summaries."""

@@ -12,13 +12,14 @@ import redis
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    Metric,
     SummaryMetricFamily,
 )
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from asm.config import Settings
 from asm.keys import METRICS
-from asm.observe.dashboard import snapshot
+from asm.observe.fleet_state import FleetState, read_fleet_state
 from asm.observe.metrics import parse_field
 
 COUNTERS = {
@@ -33,11 +34,11 @@ COUNTERS = {
 class FleetCollector(Collector):
     """Reads Redis at scrape time: counters from every worker, and the fleet's state now."""
 
-    def __init__(self, settings: Callable[[], Settings], client: Callable[[], redis.Redis]) -> None:
+    def __init__(self, settings: Callable[[], Settings], client: Callable[[], redis.Redis[bytes]]) -> None:
         self.settings = settings
         self.client = client
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         client = self.client()
         raw = {key.decode(): float(value) for key, value in client.hgetall(METRICS).items()}
         families = {name: CounterMetricFamily(name.removesuffix("_total"), text, labels=labels)
@@ -53,35 +54,36 @@ class FleetCollector(Collector):
         summary = SummaryMetricFamily("asm_stage_duration_seconds", "Time spent in each workflow stage",
                                       labels=["stage"])
         for stage, parts in sorted(stages.items()):
-            summary.add_metric([stage], count_value=parts.get("count", 0), sum_value=parts.get("sum", 0.0))
+            # A whole number (HINCRBYFLOAT by 1 each time); the exposition prints it as a float either way.
+            summary.add_metric([stage], count_value=int(parts.get("count", 0)), sum_value=parts.get("sum", 0.0))
         yield summary
-        yield from self.fleet_gauges(snapshot(client, self.settings()))
+        yield from fleet_gauges(read_fleet_state(client, self.settings()))
 
-    @staticmethod
-    def fleet_gauges(snap: dict) -> Iterator[GaugeMetricFamily]:
-        workers = GaugeMetricFamily("asm_workers", "Worker slots, by state", labels=["state"])
-        for state in ("idle", "working", "stopped", "lost"):
-            workers.add_metric([state], sum(1 for w in snap["workers"] if w["state"] == state))
-        yield workers
-        yield GaugeMetricFamily("asm_queued_issues", "Issues waiting in the queue", value=len(snap["queued"]))
-        yield GaugeMetricFamily("asm_running_issues", "Issues being worked on", value=len(snap["running"]))
-        yield GaugeMetricFamily("asm_paused", "1 while the fleet takes no new issues", value=int(bool(snap["paused"])))
-        spend = snap["spend"]
-        today = GaugeMetricFamily("asm_spend_today_usd", "USD spent today (UTC), by scope", labels=["scope"])
-        today.add_metric(["fleet"], spend["fleet_today_usd"])
-        for repo, usd in spend["per_repo_today_usd"].items():
-            today.add_metric([repo], usd)
-        yield today
-        caps = GaugeMetricFamily("asm_spend_cap_usd", "The spend caps, USD", labels=["cap"])
-        for cap, usd in spend["caps_usd"].items():
-            caps.add_metric([cap], usd)
-        yield caps
+
+def fleet_gauges(state: FleetState) -> Iterator[GaugeMetricFamily]:
+    """The fleet's state now, as gauges."""
+    workers = GaugeMetricFamily("asm_workers", "Worker slots, by state", labels=["state"])
+    for name in ("idle", "working", "stopped", "lost"):
+        workers.add_metric([name], state.workers_in(name))
+    yield workers
+    yield GaugeMetricFamily("asm_queued_issues", "Issues waiting in the queue", value=len(state.queued))
+    yield GaugeMetricFamily("asm_running_issues", "Issues being worked on", value=len(state.running))
+    yield GaugeMetricFamily("asm_paused", "1 while the fleet takes no new issues", value=int(bool(state.paused)))
+    today = GaugeMetricFamily("asm_spend_today_usd", "USD spent today (UTC), by scope", labels=["scope"])
+    today.add_metric(["fleet"], state.spend.fleet_usd)
+    for repo, usd in state.spend.per_repo_usd.items():
+        today.add_metric([repo], usd)
+    yield today
+    caps = GaugeMetricFamily("asm_spend_cap_usd", "The spend caps, USD", labels=["cap"])
+    for cap, usd in state.spend.caps.items():
+        caps.add_metric([cap], usd)
+    yield caps
 
 
 _installed: FleetCollector | None = None
 
 
-def install(settings: Callable[[], Settings], client: Callable[[], redis.Redis],
+def install(settings: Callable[[], Settings], client: Callable[[], redis.Redis[bytes]],
             registry: CollectorRegistry = REGISTRY) -> FleetCollector:
     """Register the collector once per process (Flower's /metrics serves the default registry)."""
     global _installed

@@ -23,7 +23,7 @@ HISTORY_LENGTH = 1000
 class WorkerStatus:
     """One worker slot's status hash, with a heartbeat thread while the process lives."""
 
-    def __init__(self, client: redis.Redis, worker: str, host: str, pid: int, sandbox: str = "") -> None:
+    def __init__(self, client: redis.Redis[bytes], worker: str, host: str, pid: int, sandbox: str = "") -> None:
         self.client = client
         self.worker = worker
         self.key = worker_key(worker)
@@ -31,7 +31,7 @@ class WorkerStatus:
         self.pid = pid
         self.sandbox = sandbox  # how its tool commands are confined, in words
         self._stop = threading.Event()
-        self.running: dict[str, Any] = {}
+        self.running_entry: dict[str, Any] = {}  # this slot's issue in the RUNNING hash
 
     def start(self) -> None:
         """Announce the worker (keeping its earlier totals) and start beating."""
@@ -54,24 +54,25 @@ class WorkerStatus:
 
     def working(self, issue: IssueRef) -> None:
         now = time.time()
-        self.running = {"worker": self.worker, "stage": "claimed", "revision": 0, "started_at": now}
+        self.running_entry = {"worker": self.worker, "stage": "claimed", "revision": 0, "started_at": now}
         pipe = self.client.pipeline()
         pipe.hset(self.key, mapping={"state": "working", "issue": issue.key, "stage": "claimed", "heartbeat": now})
-        pipe.hset(RUNNING, issue.key, json.dumps(self.running))
+        pipe.hset(RUNNING, issue.key, json.dumps(self.running_entry))
         pipe.execute()
 
-    def stage(self, issue: IssueRef, stage: str, revision: int) -> None:
-        self.running.update(stage=stage, revision=revision)
+    def entered_stage(self, issue: IssueRef, stage: str, revision: int) -> None:
+        self.running_entry.update(stage=stage, revision=revision)
         pipe = self.client.pipeline()
         pipe.hset(self.key, mapping={"stage": stage, "heartbeat": time.time()})
-        pipe.hset(RUNNING, issue.key, json.dumps(self.running))
+        pipe.hset(RUNNING, issue.key, json.dumps(self.running_entry))
         pipe.execute()
 
-    def finished(self, issue: IssueRef, outcome: str, completed: bool, seconds: float, cost_usd: float,
+    def finished(self, issue: IssueRef, summary: str, completed: bool, seconds: float, cost_usd: float,
                  stage_seconds: dict[str, float]) -> None:
-        """The run ended: back to idle, its line added to the history."""
+        """The run ended: back to idle, its one-line summary added to the history."""
         now = time.time()
-        record = {"issue": issue.key, "worker": self.worker, "outcome": outcome, "completed": completed,
+        # "outcome" is the history's name for the summary line (`asm status --json` shows it so).
+        record = {"issue": issue.key, "worker": self.worker, "outcome": summary, "completed": completed,
                   "started_at": now - seconds, "finished_at": now, "seconds": seconds, "cost_usd": cost_usd,
                   "stage_seconds": {stage: round(value, 3) for stage, value in stage_seconds.items()}}
         pipe = self.client.pipeline()
@@ -117,13 +118,13 @@ class WorkerView:
         return self.state
 
 
-def read_workers(client: redis.Redis) -> list[WorkerView]:
+def read_workers(client: redis.Redis[bytes]) -> list[WorkerView]:
     ids = sorted(member.decode() for member in client.smembers(WORKERS))
     pipe = client.pipeline()
     for worker in ids:
         pipe.hgetall(worker_key(worker))
     views = []
-    for worker, raw in zip(ids, pipe.execute()):
+    for worker, raw in zip(ids, pipe.execute(), strict=True):
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         if not fields:
             continue
@@ -137,23 +138,23 @@ def read_workers(client: redis.Redis) -> list[WorkerView]:
     return views
 
 
-def read_hash_of_json(client: redis.Redis, key: str) -> dict[str, dict[str, Any]]:
+def read_hash_of_json(client: redis.Redis[bytes], key: str) -> dict[str, dict[str, Any]]:
     return {k.decode(): json.loads(v) for k, v in client.hgetall(key).items()}
 
 
-def read_queued(client: redis.Redis) -> dict[str, dict[str, Any]]:
+def read_queued(client: redis.Redis[bytes]) -> dict[str, dict[str, Any]]:
     return read_hash_of_json(client, QUEUED)
 
 
-def read_running(client: redis.Redis) -> dict[str, dict[str, Any]]:
+def read_running(client: redis.Redis[bytes]) -> dict[str, dict[str, Any]]:
     return read_hash_of_json(client, RUNNING)
 
 
-def read_history(client: redis.Redis, limit: int = HISTORY_LENGTH) -> list[dict[str, Any]]:
+def read_history(client: redis.Redis[bytes], limit: int = HISTORY_LENGTH) -> list[dict[str, Any]]:
     """Finished runs, newest first."""
     return [json.loads(raw) for raw in client.lrange(HISTORY, 0, limit - 1)]
 
 
-def paused_reason(client: redis.Redis) -> str | None:
+def paused_reason(client: redis.Redis[bytes]) -> str | None:
     value = client.get(PAUSED)
     return value.decode() if value else None

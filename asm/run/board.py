@@ -6,7 +6,6 @@ its claim never touches the issue again.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from asm.fleet.claim import Claim
@@ -15,8 +14,6 @@ from asm.guard.redaction import redact
 from asm.keys import IssueRef
 from asm.run.texts import RunFacts, comment
 
-log = logging.getLogger(__name__)
-
 FINAL_LABELS = (IN_REVIEW, NEEDS_CLARIFICATION, AI_FAILED)
 
 
@@ -24,36 +21,32 @@ class Board:
     """Labels and comments of one issue, written by one run."""
 
     def __init__(self, github: GitHub, claim: Claim, issue: IssueRef, ready_label: str, labels: frozenset[str],
-                 secrets: tuple[str, ...], facts: Callable[[], RunFacts], where: Callable[[], str]) -> None:
+                 secrets: tuple[str, ...], facts: Callable[[], RunFacts], note: Callable[[str], None]) -> None:
         self.github = github
         self.claim = claim
         self.issue = issue
         self.ready_label = ready_label
-        self.labels = labels
+        self.labels = labels  # as the issue carries them now; kept up to date by every move
         self.secrets = secrets
         self.facts = facts
-        self.where = where  # "[worker] stage", for log lines
+        self.note = note  # the run's log line for each thing said
 
     @property
-    def owned(self) -> set[str]:
+    def asm_labels(self) -> set[str]:
         """The labels asm moves; an issue carries at most one of them."""
         return {IN_PROGRESS, *FINAL_LABELS, self.ready_label}
 
     def set_label(self, label: str) -> None:
         """Make `label` the issue's one asm label."""
         self.claim.check()
-        self.github.move_labels(self.issue, label, self.owned - {label}, self.labels)
-        self.labels = (self.labels - self.owned) | {label}
+        self.github.move_labels(self.issue, label, self.asm_labels - {label}, self.labels)
+        self.labels = (self.labels - self.asm_labels) | {label}
 
     def drop_label(self, label: str) -> None:
         """Remove one label (a stray `in-progress` beside an end label), adding none."""
         self.claim.check()
         self.github.move_labels(self.issue, None, (label,), self.labels)
         self.labels -= {label}
-
-    def note(self, message: str) -> None:
-        """One log line for one step: issue, worker, stage, what happened (the log handler redacts secrets)."""
-        log.info("%s %s: %s", self.issue, self.where(), message)
 
     def say(self, headline: str, details: str = "") -> None:
         """One comment: what happened, why, and what was spent so far."""

@@ -11,56 +11,31 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 from asm.agents.roles import TEAM
 from asm.agents.team import IssueText, Team
 from asm.agents.tools import WorkingTree
 from asm.agents.workflow import Outcome, run_workflow
 from asm.deps import Deps
-from asm.errors import (
-    AlreadyClaimed,
-    AsmError,
-    BudgetExceeded,
-    ClaimLost,
-    FleetPaused,
-    ModelUnavailable,
-    SecretInChange,
-    TimeLimitReached,
-    TurnLimitReached,
-    Untrusted,
-)
+from asm.errors import AlreadyClaimed, AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
 from asm.fleet.claim import Claim
-from asm.fleet.queue import forget
-from asm.github import (
-    AI_FAILED,
-    IN_PROGRESS,
-    IN_REVIEW,
-    NEEDS_CLARIFICATION,
-    IssueInfo,
-    PullInfo,
-    RepoInfo,
-)
+from asm.fleet.hold import fleet_hold, model_answered, pause_fleet, rest_model
+from asm.fleet.queue import mark_delivered
+from asm.github import IN_PROGRESS, IssueInfo, PullInfo, RepoInfo
 from asm.guard.jail import SHOWN_ROOT
 from asm.guard.redaction import redact
 from asm.guard.sanitize import sanitize, strip_invisible
-from asm.guard.trust import OperatorVouch, Vouched, vouch
-from asm.keys import (
-    MODEL_OUTAGES,
-    MODEL_RESTING,
-    PAUSED,
-    IssueRef,
-    approved_key,
-    attempts_key,
-    told_key,
-    vouched_key,
-)
-from asm.observe.progress import Report, Tracker
-from asm.observe.status import WorkerStatus, paused_reason
+from asm.guard.trust import Vouched
+from asm.keys import IssueRef, approved_key, attempts_key, told_key, vouched_key
+from asm.observe.progress import OnProgress, ProgressTracker
+from asm.observe.status import WorkerStatus
+from asm.run import endings
 from asm.run.board import FINAL_LABELS, Board
+from asm.run.endings import DeliveryResult, Ending
+from asm.run.gate import UNTRUSTED_TOLD_SECONDS, vouched_text
+from asm.run.meter import IssueMeter, issue_caps
 from asm.run.texts import RunFacts, pull_body
 from asm.spend.cost import MAX_OUTPUT_TOKENS
-from asm.spend.ledger import Caps, IssueMeter
 from asm.workspace import Checkout, Pending
 
 log = logging.getLogger(__name__)
@@ -69,158 +44,127 @@ APPROVED_TTL = 7 * 24 * 3600
 # Runs that die without an ending (killed, hard time limit) are re-queued by the scan; this many in a
 # row means something kills every attempt, and a person must look.
 MAX_ATTEMPTS = 3
-# After the model API failed every retry, the whole fleet waits before trying it again: this long
-# at first, doubling with each outage in a row, up to MODEL_REST_MAX_SECONDS.
-MODEL_REST_MAX_SECONDS = 900.0
+# The model's outage is said on an issue once an hour, however many times it sends the issue back.
 TOLD_SECONDS = 3600
-# A refused issue is told why once a day, however often someone puts the label back.
-UNTRUSTED_TOLD_SECONDS = 24 * 3600
 
 
-@dataclass(frozen=True)
-class Result:
-    """How a delivery of `asm.process_issue` ended, in one line, and whether to queue it again later."""
-
-    summary: str
-    outcome: str  # in-review, needs-clarification, ai-failed, given-back, skipped, paused, deferred, capped...
-    completed: bool = False
-    requeue_after: float | None = None
-
-
-def process_issue(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report = lambda _: None,
-                  time_up: tuple[type[BaseException], ...] = ()) -> Result:
+def process_issue(deps: Deps, status: WorkerStatus, issue: IssueRef, on_progress: OnProgress = lambda _: None,
+                  time_up: tuple[type[BaseException], ...] = ()) -> DeliveryResult:
     """Work the issue if this delivery wins its claim; otherwise leave it alone."""
-    result = _deliver(deps, status, issue, report, time_up)
+    result = _deliver(deps, status, issue, on_progress, time_up)
     deps.metrics.count("asm_issues_total", outcome=result.outcome)
     log.info("%s [%s] %s", issue, status.worker, result.summary)
     return result
 
 
-def _deliver(deps: Deps, status: WorkerStatus, issue: IssueRef, report: Report,
-             time_up: tuple[type[BaseException], ...]) -> Result:
-    forget(deps.redis, issue)
+def _deliver(deps: Deps, status: WorkerStatus, issue: IssueRef, on_progress: OnProgress,
+             time_up: tuple[type[BaseException], ...]) -> DeliveryResult:
+    mark_delivered(deps.redis, issue)
     if issue.repo.lower() not in {repo.lower() for repo in deps.settings.repos}:
         # Tasks come through Redis: a forged or stale one must not point asm at another repository.
-        return Result(f"{issue}: refused, {issue.repo} is not in ASM_REPOS", "refused")
-    reason = paused_reason(deps.redis)
-    if reason:
-        return Result(f"{issue}: not started, the fleet is paused ({reason})", "paused")
-    resting = deps.redis.ttl(MODEL_RESTING)
-    if resting > 0:
-        return Result(f"{issue}: not started, the model API is resting for {resting}s after an outage",
-                      "deferred", requeue_after=resting + 1)
+        return DeliveryResult(f"{issue}: refused, {issue.repo} is not in ASM_REPOS", "refused")
+    hold = fleet_hold(deps.redis)
+    if hold is not None and hold.paused:
+        return DeliveryResult(f"{issue}: not started, {hold.reason}", "paused")
+    if hold is not None:
+        return DeliveryResult(f"{issue}: not started, {hold.reason}", "deferred",
+                              requeue_after=hold.resting_seconds + 1)
     try:
         with Claim(deps.redis, issue, deps.settings.claim_ttl, status.worker) as claim:
-            return IssueRun(deps, status, issue, claim, report, time_up).run()
+            info = deps.github.issue(issue)  # read once it is ours: no other run changes it now
+            return IssueRun(deps, status, issue, claim, info, on_progress, time_up).run()
     except AlreadyClaimed as busy:
         deps.metrics.count("asm_claim_conflicts_total")
-        return Result(f"{issue}: skipped, {busy}", "skipped")
+        return DeliveryResult(f"{issue}: skipped, {busy}", "skipped")
     except ClaimLost as lost:
-        return Result(f"{issue}: stopped, {lost}; the new holder carries on", "claim-lost")
+        return DeliveryResult(f"{issue}: stopped, {lost}; the new holder carries on", "claim-lost")
 
 
 class IssueRun:
     """One attempt at one issue, under its claim."""
 
-    def __init__(self, deps: Deps, status: WorkerStatus, issue: IssueRef, claim: Claim, report: Report,
-                 time_up: tuple[type[BaseException], ...]) -> None:
+    def __init__(self, deps: Deps, status: WorkerStatus, issue: IssueRef, claim: Claim, info: IssueInfo,
+                 on_progress: OnProgress, time_up: tuple[type[BaseException], ...]) -> None:
         self.deps = deps
         self.settings = deps.settings
         self.github = deps.github
         self.status = status
         self.issue = issue
         self.claim = claim
-        self.report = report
+        self.info = info
         self.time_up = time_up
         self.started = time.monotonic()
-        self.caps = Caps.from_settings(deps.settings, roles=len(TEAM))
-        self.crew: Team | None = None
+        self.caps = issue_caps(deps.settings, roles=len(TEAM))
+        self.issue_title = info.title  # until the vouched-for title replaces it
+        self.tracker = ProgressTracker(issue, status, on_progress)
+        self.board = Board(deps.github, claim, issue, deps.settings.ready_label, info.labels,
+                           deps.settings.secrets, self.facts, self.tracker.note)
+        self.team: Team | None = None  # once the workspace is started
         self.pushed = False
-        self.issue_title = ""
-        self.board = Board(deps.github, claim, issue, deps.settings.ready_label, frozenset(),
-                           deps.settings.secrets, self.facts, lambda: f"[{status.worker}] {self.progress.stage}")
-        self.progress = Tracker(issue, status, report, self.board.note)
 
     # -- the run ------------------------------------------------------------------------------
 
-    def run(self) -> Result:
-        info = self.github.issue(self.issue)
-        self.board.labels = info.labels
-        self.issue_title = info.title
-        skip = self.why_skip(info)
+    def run(self) -> DeliveryResult:
+        skip = self.why_skip()
         if skip:
-            return Result(f"{self.issue}: skipped, {skip}", "skipped")
+            return DeliveryResult(f"{self.issue}: skipped, {skip}", "skipped")
         try:
-            vouched = self.vouched()
+            vouched = vouched_text(self.deps, self.issue)
         except Untrusted as refusal:
             return self.refuse(str(refusal))
         # GitHub shows a title as plain text: only what is invisible goes (the body is Markdown, sanitised whole).
         self.issue_title = strip_invisible(vouched.title)
+        resumed = IN_PROGRESS in self.info.labels  # an earlier attempt died; it may have opened the PR already
         capped = self.deps.ledger.day_cap_reached(self.issue.repo, self.caps,
                                                   self.deps.ledger.worst_case(0, MAX_OUTPUT_TOKENS))
         if capped:
             # Nothing is spent and nothing fails: the issue waits, ready, for the next UTC day.
-            if IN_PROGRESS in info.labels:
+            if resumed:
                 self.board.set_label(self.settings.ready_label)
-            return Result(f"{self.issue}: not started, {capped}", "capped")
+            return DeliveryResult(f"{self.issue}: not started, {capped}", "capped")
         self.github.ensure_labels(self.issue.repo)
-        if IN_PROGRESS in info.labels:  # an earlier attempt died; it may have opened the PR already
-            existing = self.github.find_pull(self.issue)
-            if existing is not None:
-                return self.in_review(existing)
+        existing = self.github.find_pull(self.issue) if resumed else None
+        if existing is not None:
+            return self.in_review(existing)
         self.status.working(self.issue)
-        result = Result(f"{self.issue}: stopped", "stopped")
+        result = DeliveryResult(f"{self.issue}: stopped", "stopped")
         try:
-            result = self.work(info, vouched)
+            result = self.work(vouched, resumed)
             return result
         finally:
-            stage_seconds = self.progress.close_stage()
+            stage_seconds = self.tracker.close_stage()
             self.deps.metrics.observe_stages(stage_seconds)
-            timings = {**stage_seconds, "tools": self.crew.tool_seconds if self.crew else 0.0}
+            timings = {**stage_seconds, "tools": self.team.tool_seconds if self.team else 0.0}
             self.status.finished(self.issue, result.summary, result.completed, self.elapsed(),
                                  self.deps.ledger.spend(self.issue).usd, timings)
 
-    def why_skip(self, info: IssueInfo) -> str | None:
-        if info.is_pull:
+    def why_skip(self) -> str | None:
+        labels = self.info.labels
+        if self.info.is_pull:
             return "it is a pull request"
-        if info.state != "open":
+        if self.info.state != "open":
             return "it is closed"
-        done = sorted(info.labels & set(FINAL_LABELS))
-        if done and self.settings.ready_label not in info.labels:
-            if IN_PROGRESS in info.labels:  # an ending whose last label change was cut short
+        done = sorted(labels & set(FINAL_LABELS))
+        if done and self.settings.ready_label not in labels:
+            if IN_PROGRESS in labels:  # an ending whose last label change was cut short
                 self.board.drop_label(IN_PROGRESS)
             return f"already {done[0]}"
-        if not {self.settings.ready_label, IN_PROGRESS} & info.labels:
+        if not {self.settings.ready_label, IN_PROGRESS} & labels:
             return f"not labelled {self.settings.ready_label}"
         return None
 
-    def vouched(self) -> Vouched:
-        """The issue's text as someone trusted asked for it; Untrusted when nobody trusted did."""
-        raw = self.deps.redis.get(vouched_key(self.issue))
-        operator = OperatorVouch(**json.loads(raw)) if raw else None
-        permissions: dict[str, str] = {}
-
-        def permission_of(login: str) -> str:
-            if login not in permissions:
-                permissions[login] = self.github.permission(self.issue.repo, login)
-            return permissions[login]
-
-        return vouch(self.github.history(self.issue), self.settings.ready_label, self.github.whoami(),
-                     permission_of, self.settings.trusted_permission, operator)
-
-    def refuse(self, reason: str) -> Result:
+    def refuse(self, reason: str) -> DeliveryResult:
         """Not asked for by anyone asm may act for: say why (once a day), take the label off, start nothing."""
         if self.deps.redis.set(told_key(self.issue, "untrusted"), 1, nx=True, ex=UNTRUSTED_TOLD_SECONDS):
             self.board.say("did not start on this issue.", reason)
         for label in (self.settings.ready_label, IN_PROGRESS):
             if label in self.board.labels:
                 self.board.drop_label(label)
-        return Result(f"{self.issue}: not started, not asked for by a user with "
-                      f"{self.settings.trusted_permission} permission", "untrusted")
+        return DeliveryResult(f"{self.issue}: not started, not asked for by a user with "
+                              f"{self.settings.trusted_permission} permission", "untrusted")
 
-    def work(self, info: IssueInfo, vouched: Vouched) -> Result:
+    def work(self, vouched: Vouched, resumed: bool) -> DeliveryResult:
         repo = self.github.repo(self.issue.repo)
-        resumed = IN_PROGRESS in info.labels
         self.board.set_label(IN_PROGRESS)
         pull = self.saved_pull(repo)
         if pull is not None:  # approved and pushed before an interruption: only the PR was missing
@@ -228,46 +172,32 @@ class IssueRun:
         attempt = self.deps.redis.incr(attempts_key(self.issue))
         self.deps.redis.expire(attempts_key(self.issue), APPROVED_TTL)
         if attempt > MAX_ATTEMPTS:
-            return self.fail(f"gave up after {MAX_ATTEMPTS} attempts that stopped without finishing.",
-                             "Each one was interrupted (a worker killed, or the hard time limit). Label the issue "
-                             f"`{self.settings.ready_label}` to try again once the cause is fixed.")
-        self.progress.spent = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
+            return self.end(endings.TOO_MANY_ATTEMPTS, attempts=MAX_ATTEMPTS)
+        self.tracker.spent_usd = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
         left_out = f"; edits since by {', '.join(vouched.left_out)} were not used" if vouched.left_out else ""
         # In code quotes: naming who asked must not notify them on every run.
         self.board.say(("resumed the interrupted run" if resumed else "picked up this issue")
                        + f" as asked by `{vouched.by}`{left_out}: Architect → Security → Tester → Product Owner.")
         pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
         try:
-            self.crew = self.team(vouched, pending)
-            outcome = run_workflow(self.crew.perform, self.settings.max_revisions, self.progress.on_step)
+            self.team = self.build_team(vouched, pending)
+            outcome = run_workflow(self.team.perform, self.settings.max_revisions, self.tracker.on_step)
             ending = self.conclude(outcome, pending.wait(), repo)
-        except BudgetExceeded as stop:
-            return self.fail("stopped at a spend cap; nothing was pushed.",
-                             f"{stop}.\n\nRaise the cap, then label the issue `{self.settings.ready_label}` "
-                             "again to retry (the spend so far stays counted).")
-        except TurnLimitReached as stop:
-            return self.fail("gave up: a role ran out of turns.", f"{stop} (ASM_MAX_TURNS).")
-        except SecretInChange as leak:
-            return self.fail("stopped: the team's change holds a secret of asm's; nothing was pushed.", str(leak))
         except ModelUnavailable as busy:
             return self.rest_model(busy)
         except FleetPaused as stop:
-            self.deps.redis.set(PAUSED, str(stop))
+            pause_fleet(self.deps.redis, str(stop))
             log.error("fleet paused: %s", stop)
-            return self.give_back(None, f"fleet paused: {stop}")
+            return self.end(endings.FLEET_PAUSED, error=stop)
         except ClaimLost:
             raise
-        except (TimeLimitReached, *self.time_up):
+        except (TimeLimitReached,) + self.time_up:  # the same tuple; mypy cannot read a starred one here
             pushed = "the branch was pushed, no pull request opened" if self.pushed else "nothing was pushed"
-            return self.fail(f"stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT); {pushed}.",
-                             f"It ran for {self.elapsed():.0f}s. Label the issue `{self.settings.ready_label}` "
-                             "to try again.")
-        except AsmError as problem:
-            return self.fail("could not finish this issue.", str(problem))
-        except Exception as bug:  # the task boundary: the issue must end labelled, whatever broke
-            log.exception("%s: unexpected error", self.issue)
-            return self.fail("failed because of an internal error.",
-                             f"`{type(bug).__name__}` inside asm; the worker's log has the details.")
+            return self.end(endings.TIME_LIMIT, pushed=pushed, seconds=self.elapsed())
+        except Exception as error:  # the task boundary: the issue must end labelled, whatever broke
+            if not isinstance(error, AsmError):
+                log.exception("%s: unexpected error", self.issue)
+            return self.end(endings.ending_for(error), error=error, kind=type(error).__name__)
         finally:
             self.deps.workspaces.remove(pending)
         # Outside the handlers above: once the PR is open, a failure to label must not turn into
@@ -275,9 +205,11 @@ class IssueRun:
         # finds the PR and finishes the labels.
         return self.in_review(ending) if isinstance(ending, PullInfo) else ending
 
-    def team(self, vouched: Vouched, pending: Pending) -> Team:
-        meter = IssueMeter(self.deps.ledger, self.issue, self.status.worker, self.caps,
-                           checks=(self.claim.check, self.check_time), on_charge=self.progress.charged)
+    def build_team(self, vouched: Vouched, pending: Pending) -> Team:
+        model_answers = lambda _: model_answered(self.deps.redis)  # noqa: E731 (a billed reply ends an outage)
+        meter = IssueMeter(self.deps.ledger, self.deps.metrics, self.issue, self.status.worker, self.caps,
+                           checks=(self.claim.check, self.check_time),
+                           on_charge=(self.tracker.charged, model_answers))
         jail = self.deps.jail
         tree = WorkingTree(pending.tree, SHOWN_ROOT if jail.confined else str(pending.tree), pending.scratch,
                            owner=jail.owner, ready=pending.wait)
@@ -289,21 +221,15 @@ class IssueRun:
         return Team(self.deps.model, meter, tree, jail, issue, context, self.settings.max_turns, transcripts,
                     redact=lambda text: redact(text, self.settings.secrets))
 
-    def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> Result | PullInfo:
+    def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> DeliveryResult | PullInfo:
         """An ending for every outcome but approval; for approval, the pull request it opened."""
-        if outcome.kind == "clarification":
-            self.board.say("needs answers before this can be implemented.", outcome.detail)
-            return self.end(NEEDS_CLARIFICATION, f"questions asked, labelled {NEEDS_CLARIFICATION}")
-        if outcome.kind == "rejected":
-            return self.fail("the Product Owner rejected the change; no pull request.", outcome.detail)
-        if outcome.kind == "exhausted":
-            return self.fail(f"no approval after {outcome.revisions} revisions (ASM_MAX_REVISIONS); "
-                             "no pull request.", f"The Product Owner's last feedback:\n\n{outcome.detail}")
-        self.progress.enter("push")
+        if outcome.kind in endings.VERDICT_ENDINGS:
+            return self.end(endings.VERDICT_ENDINGS[outcome.kind], detail=outcome.detail, revisions=outcome.revisions)
+        self.tracker.enter("push")
         self.claim.check()
         head = self.deps.workspaces.commit(checkout, f"{self.title()}\n\nCloses #{self.issue.number}")
         if head is None:
-            return self.fail("the team approved, but made no change to the code; no pull request.", outcome.detail)
+            return self.end(endings.NO_CHANGE, detail=outcome.detail)
         files = self.deps.workspaces.changed_files(checkout)
         body = redact(pull_body(self.issue, outcome, self.facts(), files), self.settings.secrets)
         # Saved before the push: a crash between push and pull request resumes from here, not from scratch.
@@ -315,45 +241,30 @@ class IssueRun:
 
     # -- endings ------------------------------------------------------------------------------
 
-    def end(self, label: str, summary: str, completed: bool = True,
-            requeue_after: float | None = None) -> Result:
-        """Set the label that ends the run and forget the run's bookkeeping."""
-        self.board.set_label(label)
+    def end(self, ending: Ending, say: bool = True, requeue_after: float | None = None,
+            **facts: object) -> DeliveryResult:
+        """Say why (unless told not to), set the label that ends the run, forget the run's bookkeeping."""
+        words = {"ready": self.settings.ready_label, **facts}
+        if say and ending.headline:
+            self.board.say(ending.headline.format(**words), ending.details.format(**words))
+        self.board.set_label(ending.label or self.settings.ready_label)
         self.deps.redis.delete(attempts_key(self.issue), approved_key(self.issue))
-        if label != self.settings.ready_label:  # the operator's word was for this request, now answered
+        if ending.label is not None:  # the operator's word was for this request, now answered
             self.deps.redis.delete(vouched_key(self.issue))
-        outcome = "given-back" if label == self.settings.ready_label else label
-        return Result(f"{self.issue}: {summary}", outcome, completed=completed, requeue_after=requeue_after)
+        return DeliveryResult(f"{self.issue}: {ending.summary_line(words)}", ending.outcome,
+                              completed=ending.completed, requeue_after=requeue_after if ending.requeue else None)
 
-    def in_review(self, pull: PullInfo) -> Result:
+    def in_review(self, pull: PullInfo) -> DeliveryResult:
         merged = ""
         if self.settings.auto_merge and self.github.merge(self.issue, pull.number):
             merged = " and merged it (ASM_AUTO_MERGE)"
-        self.board.say(f"opened {pull.html_url}{merged}.")
-        return self.end(IN_REVIEW, pull.html_url)
+        return self.end(endings.PULL_OPENED, url=pull.html_url, merged=merged)
 
-    def fail(self, headline: str, details: str) -> Result:
-        self.board.say(headline, details)
-        return self.end(AI_FAILED, f"ai-failed, {headline}", completed=False)
-
-    def give_back(self, message: str | None, summary: str, requeue_after: float | None = None) -> Result:
-        """Put the issue back as it was before the claim, to be picked up again later."""
-        if message:
-            self.board.say(message)
-        return self.end(self.settings.ready_label, f"given back, {summary}", completed=False,
-                        requeue_after=requeue_after)
-
-    def rest_model(self, busy: ModelUnavailable) -> Result:
-        """The model API failed every retry: the fleet rests it, longer each outage in a row."""
-        redis = self.deps.redis
-        outages = redis.incr(MODEL_OUTAGES)
-        redis.expire(MODEL_OUTAGES, int(MODEL_REST_MAX_SECONDS * 4))
-        rest = min(self.settings.retry_backoff_seconds * 8 * 2 ** (outages - 1), MODEL_REST_MAX_SECONDS)
-        redis.set(MODEL_RESTING, str(busy), ex=max(int(rest), 1))
-        # Say it once an hour per issue, however many times the outage sends it back.
-        told = redis.set(told_key(self.issue, "model-unavailable"), 1, nx=True, ex=TOLD_SECONDS)
-        message = f"the model API is unavailable right now ({busy}); will retry later." if told else None
-        return self.give_back(message, f"model unavailable, retry in {rest:.0f}s", requeue_after=rest + 1)
+    def rest_model(self, busy: ModelUnavailable) -> DeliveryResult:
+        """The model API failed every retry: the fleet rests it, and the issue goes back to wait for it."""
+        rest = rest_model(self.deps.redis, str(busy), self.settings.retry_backoff_seconds)
+        told = self.deps.redis.set(told_key(self.issue, "model-unavailable"), 1, nx=True, ex=TOLD_SECONDS)
+        return self.end(endings.MODEL_UNAVAILABLE, say=bool(told), requeue_after=rest + 1, error=busy, rest=rest)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -371,7 +282,7 @@ class IssueRun:
         return f"[AI] {self.issue_title}"
 
     def facts(self) -> RunFacts:
-        return RunFacts(self.deps.ledger.spend(self.issue), self.progress.revision, self.elapsed(), self.status.worker)
+        return RunFacts(self.deps.ledger.spend(self.issue), self.tracker.revision, self.elapsed(), self.status.worker)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -62,12 +62,12 @@ def pull_body(issue: IssueRef, outcome: Outcome, facts: RunFacts, files: list[st
         listed.append(f"- ... and {len(files) - FILES_LIMIT} more")
     changed = "\n".join(listed) or "- (none)"
     saved = facts.spend.saved_usd
+    verdict = f": {clip(outcome.detail, NOTE_LIMIT)}" if outcome.detail.strip() else ""
     return (
         f"Closes #{issue.number}\n\n"
         f"## What was done\n\n{work}\n\n"
         f"## Files changed\n\n{changed}\n\n"
-        f"## Product Owner's verdict\n\n**APPROVE**" + (f": {clip(outcome.detail, NOTE_LIMIT)}" if outcome.detail.strip() else "")
-        + "\n\n"
+        f"## Product Owner's verdict\n\n**APPROVE**{verdict}\n\n"
         f"## Cost\n\n"
         f"| revisions | turns | tokens | cost (USD) | caching saved | duration |\n"
         f"| --- | --- | --- | --- | --- | --- |\n"

@@ -1,8 +1,9 @@
 """The whole system on one machine, offline: Redis, the sandbox GitHub and model, real Celery workers.
 
 `asm demo`, `asm bench` and the end-to-end tests all stand on this: it starts the servers,
-creates the sample repository and its issues, starts `celery -A asm worker` processes with an
-environment pointing at the sandbox, and watches GitHub until every issue has settled.
+creates the sample repository and its issues, points this process at them (settings loaded once,
+clients built by `asm.deps`), starts `celery -A asm worker` processes with an environment pointing
+at the sandbox, and watches GitHub until every issue has settled.
 """
 
 from __future__ import annotations
@@ -17,17 +18,23 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import kombu.exceptions
 import redis
 
 import asm
-from asm.github import AI_FAILED, IN_REVIEW, NEEDS_CLARIFICATION
+from asm.config import Settings, load_settings
+from asm.deps import github_gateway, redis_client
+from asm.github import AI_FAILED, IN_REVIEW, NEEDS_CLARIFICATION, GitHub
 from asm.sandbox.github_server import GitHubServer
 from asm.sandbox.github_state import HUMAN_LOGIN, GitHubState
 from asm.sandbox.model_server import ScriptedModelServer
 from asm.sandbox.redis_server import RedisServer, find_binary
 from asm.sandbox.sample_repo import FILES, sample_issues
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 SAMPLE_REPO = "acme/textkit"
 SETTLED_LABELS = (IN_REVIEW, NEEDS_CLARIFICATION, AI_FAILED)
@@ -67,6 +74,7 @@ class Sandbox:
 
     root: Path
     model_latency: float = 1.0
+    model_style: str = "default"  # how the scripted model answers (model_server.STYLES)
     redis_url: str | None = None
     prefer_system_redis: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -93,7 +101,7 @@ class Sandbox:
         self.github = GitHubState(self.root / "github", self.github_token)
         self.github_server = GitHubServer(self.github)
         self.github_server.start()
-        self.model = ScriptedModelServer(self.api_key, self.model_latency).start()
+        self.model = ScriptedModelServer(self.api_key, self.model_latency, style=self.model_style).start()
         return self
 
     def stop(self) -> None:
@@ -135,6 +143,10 @@ class Sandbox:
         env.update(overrides)
         return env
 
+    def settings(self, **overrides: str) -> Settings:
+        """The settings a process of asm loads from `env`: every part of it pointed at the sandbox."""
+        return load_settings(self.env(**overrides), dotenv=None)
+
     def process_env(self, **overrides: str) -> dict[str, str]:
         """os.environ plus the sandbox settings, for a child process that imports asm from here."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASM_")}
@@ -174,10 +186,15 @@ class Sandbox:
         from asm.celery_app import app
         from asm.observe.status import read_workers
 
+        assert self.redis_url
         worker = self.start_worker(slots, name, **env)
-        client = redis.Redis.from_url(self.redis_url)
-        announced = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= slots
-        if not (wait_for(announced, timeout) and consuming(app, name, timeout)):
+        client = redis_client(self.redis_url, patient=False)
+        # Slots are named `<node>-<n>`, the node being the worker's Celery node name (name@host).
+        def nodes() -> set[str]:
+            return {w.worker.rsplit("-", 1)[0] for w in read_workers(client) if w.worker.startswith(f"{name}@")}
+
+        announced = lambda: sum(1 for w in read_workers(client) if w.worker.startswith(f"{name}@")) >= slots  # noqa: E731
+        if not (wait_for(announced, timeout) and consuming(app, min(nodes()), timeout)):
             raise RuntimeError(f"the worker did not start; its log:\n{worker.log()[-3000:]}")
         return worker
 
@@ -213,32 +230,56 @@ class Sandbox:
         return next(iter(ended)) if len(ended) == 1 and not labels & {"in-progress", "ready-for-dev"} else None
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """A sandbox with a worker consuming, and what this process drives it with."""
+
+    box: Sandbox
+    worker: CeleryProcess
+    settings: Settings  # this process's, pointed at the sandbox
+    redis: redis.Redis[bytes]
+    github: GitHub
+
+
+def point_process_at(box: Sandbox, **env: str) -> Settings:
+    """Load the sandbox's settings, once, as this process's: its Celery app sends to the sandbox's Redis."""
+    from asm.celery_app import use_settings
+
+    settings = box.settings(**env)
+    use_settings(settings)
+    return settings
+
+
+def start_fleet(box: Sandbox, slots: int, name: str, timeout: float = 60.0, **env: str) -> Fleet:
+    """Point this process at the sandbox, build its clients through `asm.deps`, and start a worker of
+    `slots` slots that takes tasks; RuntimeError with the worker's log when it does not start."""
+    settings = point_process_at(box, **env)
+    worker = box.start_ready_worker(slots, name, timeout, **env)
+    return Fleet(box, worker, settings, redis_client(settings.redis_url), github_gateway(settings))
+
+
 @contextmanager
 def running_fleet(root: Path, redis_url: str, slots: int, name: str, model_latency: float = 0.0,
-                  repos: Iterable[str] = (), **env: str) -> Iterator[Sandbox]:
-    """A sandbox on an emptied Redis, this process's Celery app pointed at it, and one worker of
-    `slots` slots consuming: the fleet a test (or a demo) works issues on.
+                  repos: Iterable[str] = (), model_style: str = "default", **env: str) -> Iterator[Sandbox]:
+    """A sandbox on an emptied Redis, and a fleet started on it (`start_fleet`): what a test works issues
+    on. Everything it started is gone when it ends.
 
     `repos` are the repositories the fleet is set up for (ASM_REPOS): it refuses tasks for any other,
     so a test names up front every repository it will create.
     """
-    from asm.celery_app import use_settings
-    from asm.config import load_settings
-
-    redis.Redis.from_url(redis_url).flushall()
+    redis_client(redis_url, patient=False).flushall()
     env = {"ASM_REPOS": ",".join(repos), **env}
-    box = Sandbox(root, model_latency=model_latency, redis_url=redis_url, extra_env=env).start()
+    box = Sandbox(root, model_latency=model_latency, model_style=model_style, redis_url=redis_url,
+                  extra_env=env).start()
     try:
-        use_settings(load_settings(box.env(), dotenv=None))
-        worker = box.start_ready_worker(slots, name)
+        start_fleet(box, slots, name)
         yield box
-        worker.stop()
     finally:
-        box.stop()
+        box.stop()  # the workers are killed: a graceful stop is tested where it is the point
 
 
-def consuming(app, name: str, timeout: float = 60.0) -> bool:
-    """Wait until the worker node `name@...` answers a ping: its consumer is up and taking tasks.
+def consuming(app: Celery, node: str, timeout: float = 60.0) -> bool:
+    """Wait until the worker node `node` (name@host) answers a ping: its consumer is up and taking tasks.
 
     Its slots announce themselves in Redis as soon as the pool starts, a second or more before that.
     """
@@ -246,10 +287,11 @@ def consuming(app, name: str, timeout: float = 60.0) -> bool:
         # A connection of its own, not the pool's: a pooled one may be to a Redis that restarted since.
         try:
             with app.connection_for_write() as connection:
-                replies = app.control.ping(timeout=0.5, connection=connection)
+                # Its one reply ends the wait (a ping otherwise waits out its whole timeout for more).
+                replies = app.control.ping(destination=[node], timeout=0.5, limit=1, connection=connection)
         except (OSError, redis.RedisError, kombu.exceptions.KombuError):
             return False
-        return any(node.startswith(f"{name}@") for reply in replies for node in reply)
+        return any(node in reply for reply in replies)
 
     return wait_for(answered, timeout, interval=0.1)
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlencode
 
 from asm.sandbox import github_payloads as payloads
 from asm.sandbox import github_schema
-from asm.sandbox.github_records import ApiError, not_found
+from asm.sandbox.github_records import ApiError, Issue, not_found
 from asm.sandbox.github_state import DEFAULT_COLOR, GitHubState
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _paged(request: Request, items: list, to_json) -> Reply:
+def _paged(request: Request, items: Sequence[_T], to_json: Callable[[_T], object]) -> Reply:
     """One page of `items` and GitHub's `Link` header, which is what PyGithub follows."""
     per_page = min(max(_int(request.query.get("per_page"), 30), 1), 100)
     last = max(1, math.ceil(len(items) / per_page))
@@ -110,15 +114,16 @@ class GitHubApi:
         for method, pattern, name in self._COMPILED:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
-                args = {key: unquote(value) for key, value in match.groupdict().items()}
+                args: dict[str, str | int] = {key: unquote(value) for key, value in match.groupdict().items()}
                 if "owner" in args:
                     args["full_name"] = f"{args.pop('owner')}/{args.pop('name')}"
                 if "number" in args:
                     args["number"] = int(args["number"])
-                return getattr(self, name)(request, **args)
+                route: Callable[..., Reply] = getattr(self, name)
+                return route(request, **args)
         raise not_found()
 
-    def _fields(self, request: Request) -> dict:
+    def _fields(self, request: Request) -> dict[str, Any]:
         if not isinstance(request.body, dict):
             raise ApiError(400, "Problems parsing JSON")
         return request.body
@@ -167,7 +172,7 @@ class GitHubApi:
 
     # -- issues --------------------------------------------------------------------------------
 
-    def _issue_json(self, request: Request, full_name: str):
+    def _issue_json(self, request: Request, full_name: str) -> Callable[[Issue], dict[str, Any]]:
         return lambda record: payloads.issue(request.api, self.state, full_name, record)
 
     def list_issues(self, request: Request, full_name: str) -> Reply:
@@ -271,7 +276,7 @@ class GitHubApi:
 
     # -- pull requests -------------------------------------------------------------------------
 
-    def _pull_json(self, request: Request, full_name: str):
+    def _pull_json(self, request: Request, full_name: str) -> Callable[[Issue], dict[str, Any]]:
         heads = self.state.branch_heads(full_name)
         return lambda record: payloads.pull(request.api, self.state, full_name, record, heads, request.actor)
 

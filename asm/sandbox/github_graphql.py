@@ -8,7 +8,9 @@ schema promises none nulls the nearest nullable parent instead (the spec's rule)
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
+from typing import Any, cast
 
 from asm.sandbox.github_graphql_check import check
 from asm.sandbox.github_graphql_syntax import (
@@ -40,15 +42,15 @@ class _Null(Exception):
     """A null reached a non-null position; it nulls the nearest nullable parent."""
 
 
-def execute(schema: Schema, source: object, variables: object, operation_name: object, context: object) -> dict:
+def execute(schema: Schema, source: object, variables: object, operation_name: object, context: object
+            ) -> dict[str, Any]:
     """The response body for one request: `data`, `errors`, or both."""
     if not isinstance(source, str) or not source.strip():
         return {"errors": [error("A query attribute must be specified and must be a string.")]}
     try:
         document = parse(source)
     except GraphQLSyntaxError as problem:
-        where = {"locations": [{"line": problem.line, "column": problem.column}]}
-        return {"errors": [error(problem.message, **where)]}
+        return {"errors": [error(problem.message, locations=[{"line": problem.line, "column": problem.column}])]}
     if not document.operations:
         return {"errors": [error("Document must contain at least one operation")]}
     operations = [op for op in document.operations if operation_name in (None, op.name)]
@@ -82,13 +84,16 @@ class _Execution:
         self.inputs = inputs
         self.fragments = fragments
         self.context = context
-        self.errors: list[dict] = []
+        self.errors: list[dict[str, Any]] = []
 
-    def object(self, type_name: str, value: object, selections: Iterable[Selection], path: list) -> dict:
+    # In this class's annotations after it, `object` names this method: the builtin is `builtins.object`.
+    def object(self, type_name: str, value: object, selections: Iterable[Selection], path: list[str | int]
+               ) -> dict[str, Any]:
         fields = self.collect(type_name, selections, {})
         return {key: self.resolve(type_name, value, nodes, [*path, key]) for key, nodes in fields.items()}
 
-    def collect(self, type_name: str, selections: Iterable[Selection], into: dict[str, list[Field]]) -> dict:
+    def collect(self, type_name: str, selections: Iterable[Selection], into: dict[str, list[Field]]
+                ) -> dict[str, list[Field]]:
         """The fields that apply to an object of `type_name`, grouped by response key, in order."""
         for selection in selections:
             if not all(self.included(directive) for directive in selection.directives):
@@ -109,11 +114,13 @@ class _Execution:
         condition = self.inputs.arguments(CONDITION, directive)["if"]
         return condition if directive.name == "include" else not condition
 
-    def resolve(self, type_name: str, parent: object, nodes: list[Field], path: list) -> object:
+    def resolve(self, type_name: str, parent: builtins.object, nodes: list[Field], path: list[str | int]
+                ) -> builtins.object:
         node = nodes[0]
         if node.name == "__typename":
             return type_name
         definition = self.schema.field(type_name, node.name)
+        assert definition is not None  # check() validated every field of the operation
         failed = False
         try:
             args = self.inputs.arguments(definition, node)
@@ -133,7 +140,8 @@ class _Execution:
                 self.errors.append(error(message, node.loc, path))
             raise
 
-    def complete(self, type_: str, value: object, nodes: list[Field], path: list) -> object:
+    def complete(self, type_: str, value: builtins.object, nodes: list[Field], path: list[str | int]
+                 ) -> builtins.object:
         if type_.endswith("!"):
             if value is None:
                 raise _Null
@@ -145,9 +153,11 @@ class _Execution:
         except _Null:
             return None
 
-    def complete_value(self, type_: str, value: object, nodes: list[Field], path: list) -> object:
+    def complete_value(self, type_: str, value: builtins.object, nodes: list[Field], path: list[str | int]
+                       ) -> builtins.object:
         if type_.startswith("["):
-            return [self.complete(type_[1:-1], item, nodes, [*path, index]) for index, item in enumerate(value)]
+            items = cast(Iterable[builtins.object], value)  # a list type's resolver returns a list
+            return [self.complete(type_[1:-1], item, nodes, [*path, index]) for index, item in enumerate(items)]
         kind = self.schema.types.get(type_)
         if isinstance(kind, AbstractType):
             type_ = kind.type_of(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from asm.sandbox.github_graphql_syntax import (
     Directive,
@@ -21,6 +22,7 @@ from asm.sandbox.github_graphql_syntax import (
     FragmentDefinition,
     FragmentSpread,
     InlineFragment,
+    Location,
     ObjectValue,
     Operation,
     Selection,
@@ -39,13 +41,13 @@ from asm.sandbox.github_graphql_types import (
 )
 
 
-def check(schema: Schema, inputs: Inputs, document: Document, running: Operation) -> list[dict]:
+def check(schema: Schema, inputs: Inputs, document: Document, running: Operation) -> list[dict[str, Any]]:
     """Everything wrong with the document; empty when `running` (one of its operations) may run.
 
     `inputs` holds the running operation's variables, which its connection sizes may name.
     """
     fragments = {fragment.name: fragment for fragment in document.fragments}
-    errors: list[dict] = []
+    errors: list[dict[str, Any]] = []
     spread: set[str] = set()
     for operation in document.operations:
         checker = _Checker(schema, inputs, operation, fragments, errors, spread, sizes=operation is running)
@@ -66,7 +68,7 @@ class _Checker:
     """The walk over one operation; `errors` and `spread` (fragments seen) are the document's."""
 
     def __init__(self, schema: Schema, inputs: Inputs, operation: Operation, fragments: dict[str, FragmentDefinition],
-                 errors: list[dict], spread: set[str], sizes: bool) -> None:
+                 errors: list[dict[str, Any]], spread: set[str], sizes: bool) -> None:
         self.schema = schema
         self.inputs = inputs
         self.operation = operation
@@ -77,12 +79,12 @@ class _Checker:
         self.label = f"{operation.kind} {operation.name}" if operation.name else operation.kind
         self.used: set[str] = set()  # variables
 
-    def error(self, message: str, loc: object, path: list, **extra: object) -> None:
+    def error(self, message: str, loc: Location | None, path: list[str], **extra: object) -> None:
         entry = error(message, loc, path, **extra)
         if entry not in self.errors:  # a fragment spread twice would report its problems twice
             self.errors.append(entry)
 
-    def selections(self, parent: str, selections: Iterable[Selection], path: list, stack: list[str]) -> None:
+    def selections(self, parent: str, selections: Iterable[Selection], path: list[str], stack: list[str]) -> None:
         for selection in selections:
             for directive in selection.directives:
                 self.directive(directive, path)
@@ -96,7 +98,7 @@ class _Checker:
             else:
                 self.fragment_spread(parent, selection, path, stack)
 
-    def fragment_spread(self, parent: str, spread: FragmentSpread, path: list, stack: list[str]) -> None:
+    def fragment_spread(self, parent: str, spread: FragmentSpread, path: list[str], stack: list[str]) -> None:
         fragment = self.fragments.get(spread.name)
         self.spread.add(spread.name)
         if fragment is None:
@@ -110,7 +112,7 @@ class _Checker:
             self.selections(fragment.type_condition, fragment.selections, [f"fragment {spread.name}"],
                             [*stack, spread.name])
 
-    def condition(self, condition: str, parent: str, node: Selection, path: list, what: str) -> bool:
+    def condition(self, condition: str, parent: str, node: Selection, path: list[str], what: str) -> bool:
         if not self.schema.composite(condition):
             self.error(f"No such type {condition}, so it can't be a fragment condition", node.loc, path,
                        extensions={"code": "undefinedType", "typeName": condition})
@@ -121,14 +123,14 @@ class _Checker:
             return False
         return True
 
-    def directive(self, directive: Directive, path: list) -> None:
+    def directive(self, directive: Directive, path: list[str]) -> None:
         if directive.name in ("include", "skip"):
             self.arguments(CONDITION, directive, "Directive", path)
         else:
             self.error(f"Directive @{directive.name} is not defined", directive.loc, path,
                        extensions={"code": "undefinedDirective", "directiveName": directive.name})
 
-    def field(self, parent: str, node: Field, path: list, stack: list[str]) -> None:
+    def field(self, parent: str, node: Field, path: list[str], stack: list[str]) -> None:
         definition = FieldDef("String!") if node.name == "__typename" else self.schema.field(parent, node.name)
         if definition is None:
             kind = self.schema.types.get(parent)
@@ -148,14 +150,15 @@ class _Checker:
             self.error(f"Field must have selections (field '{node.name}' returns {named} but has no selections. "
                        f"Did you mean '{node.name} {{ ... }}'?)", node.loc, path, extensions=mismatch)
         elif not self.schema.composite(named) and node.selections:
-            kind = "enums" if isinstance(self.schema.types.get(named), EnumType) else "scalars"
+            leaves = "enums" if isinstance(self.schema.types.get(named), EnumType) else "scalars"
             names = ", ".join(s.name for s in node.selections if isinstance(s, Field))
-            self.error(f"Selections can't be made on {kind} (field '{node.name}' returns {named} but has "
+            self.error(f"Selections can't be made on {leaves} (field '{node.name}' returns {named} but has "
                        f"selections [{names}])", node.loc, path, extensions=mismatch)
         elif node.selections:
             self.selections(named, node.selections, path, stack)
 
-    def arguments(self, definition: FieldDef, node: Field | Directive, what: str, path: list) -> dict | None:
+    def arguments(self, definition: FieldDef, node: Field | Directive, what: str, path: list[str]
+                  ) -> dict[str, Any] | None:
         """The arguments' values, or None after reporting what is wrong with them."""
         before = len(self.errors)
         for name, value in node.args:
@@ -186,7 +189,7 @@ class _Checker:
             return None
         return self.inputs.arguments(definition, node)
 
-    def variable(self, name: str, location: str, argument: str, node: Field | Directive, path: list) -> None:
+    def variable(self, name: str, location: str, argument: str, node: Field | Directive, path: list[str]) -> None:
         self.used.add(name)
         definition = next((d for d in self.operation.variables if d.name == name), None)
         if definition is None:
@@ -201,7 +204,7 @@ class _Checker:
             self.error(f"{kind} mismatch on variable ${name} and argument {argument} ({definition.type} / "
                        f"{location})", node.loc, path, extensions={"code": "variableMismatch", "variableName": name})
 
-    def page(self, limit: int, args: dict, node: Field, path: list) -> None:
+    def page(self, limit: int, args: dict[str, Any], node: Field, path: list[str]) -> None:
         """GitHub's checks on a connection's size, made before the query runs."""
         first, last = args.get("first"), args.get("last")
         where = {"path": path, "locations": [{"line": node.loc.line, "column": node.loc.column}]}
@@ -213,6 +216,7 @@ class _Checker:
             self.errors.append({"type": "INVALID_PAGINATION", **where, "message": message})
         else:
             bound, count = ("first", first) if first is not None else ("last", last)
+            assert count is not None  # one of the two was given, not both
             if count > limit:
                 message = (f"Requesting {count} records on the `{node.name}` connection exceeds the `{bound}` "
                            f"limit of {limit} records.")

@@ -12,6 +12,7 @@ import bisect
 import json
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 _TOKENS = re.compile(
     r"""
@@ -186,6 +187,7 @@ def _tokens(source: str) -> list[_Token]:
                 f'Parse error on "{source[offset]}" (UNKNOWN_CHAR) at [{loc.line}, {loc.column}]', loc.line, loc.column
             )
         kind, text = match.lastgroup, match.group()
+        assert kind is not None  # every alternative of _TOKENS is a named group
         if kind in ("fraction", "exponent"):
             kind = "number"
         if kind != "skip":
@@ -254,7 +256,7 @@ class _Parser:
             self.fail()
         return self.take().text
 
-    def fail(self) -> None:
+    def fail(self) -> NoReturn:
         token = self.token
         if token.kind == "end":
             raise GraphQLSyntaxError("Unexpected end of document", token.loc.line, token.loc.column)

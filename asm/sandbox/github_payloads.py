@@ -172,6 +172,7 @@ def pull(api: str, state: GitHubState, full_name: str, record: Issue, heads: dic
     issue_url = f"{api}/repos/{full_name}/issues/{record.number}"
     html = state.html_url(full_name, record)
     pr = record.pull
+    assert pr is not None  # a pull request's record: pull_record and pull_records return no others
 
     def side(branch: str, sha: str) -> dict:
         return {

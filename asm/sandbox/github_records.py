@@ -15,7 +15,7 @@ DOCS_URL = "https://docs.github.com/rest"
 class ApiError(Exception):
     """A request GitHub would refuse; the server turns it into GitHub's error JSON."""
 
-    def __init__(self, status: int, message: str, errors: tuple[dict, ...] = ()) -> None:
+    def __init__(self, status: int, message: str, errors: tuple[dict[str, str], ...] = ()) -> None:
         super().__init__(f"{status} {message}")
         self.status = status
         self.message = message
@@ -28,7 +28,7 @@ def not_found() -> ApiError:
 
 def validation_failed(resource: str, code: str, field: str = "", message: str = "") -> ApiError:
     """GitHub's 422 shape: a generic message, the detail in `errors`."""
-    error: dict = {"resource": resource, "code": code}
+    error: dict[str, str] = {"resource": resource, "code": code}
     if field:
         error["field"] = field
     if message:

@@ -26,6 +26,7 @@ from asm.sandbox.github_graphql import (
     Schema,
     execute,
 )
+from asm.sandbox.github_graphql_types import Resolver
 from asm.sandbox.github_records import ApiError, BodyEdit, Comment, IssueEvent, Repo
 from asm.sandbox.github_state import GitHubState
 
@@ -86,7 +87,7 @@ def run(context: Context, query: object, variables: object, operation_name: obje
 # -- resolvers ---------------------------------------------------------------------------------
 
 
-def _record(name: str):
+def _record(name: str) -> Resolver:
     return lambda held, args, context: getattr(held.record, name)
 
 
@@ -148,7 +149,7 @@ def _typename(item: IssueEvent | Comment | _Held) -> str:
     return "IssueComment" if isinstance(item, Comment) else _EVENT_TYPES[item.event]
 
 
-def _node_id(prefix: str):
+def _node_id(prefix: str) -> Resolver:
     return lambda held, args, context: f"{prefix}_sandbox{held.record.id}"
 
 
@@ -285,7 +286,7 @@ def _schema() -> Schema:
         **_comment_fields(lambda held: ()),
     }
     label = lambda held, args, context: held.record.label  # noqa: E731
-    types = [
+    types: list[ObjectType | AbstractType | EnumType] = [
         ObjectType("Query", {
             "viewer": FieldDef("User!", lambda parent, args, context: context.viewer),
             "repository": FieldDef("Repository", _repository, {

@@ -16,6 +16,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from asm.sandbox import github_payloads as payloads
@@ -31,8 +32,8 @@ SECONDARY_RATE_LIMIT = (
 )
 
 
-def _error(status: int, message: str, errors: tuple[dict, ...] = ()) -> dict:
-    body: dict = {"message": message, "documentation_url": DOCS_URL, "status": str(status)}
+def _error(status: int, message: str, errors: tuple[dict[str, str], ...] = ()) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message, "documentation_url": DOCS_URL, "status": str(status)}
     if errors:
         body["errors"] = list(errors)
     return body
@@ -123,6 +124,7 @@ class _HttpServer(ThreadingHTTPServer):
     @property
     def host_port(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET socket's address: never bytes
         return f"{host}:{port}"
 
     def track(self, connection: socket.socket, open_: bool) -> None:
@@ -169,6 +171,7 @@ class GitHubServer:
             self._http.shutdown()
             self._http.close_connections()
             self._http.server_close()
+            assert self._thread is not None  # started together with _http
             self._thread.join(timeout=5)
             self._http = None
             self._thread = None

@@ -188,6 +188,7 @@ class GitHubState:
                 html_url=self.html_url(full_name, r),
             )
             for r in sorted(self.pull_records(full_name, "all"), key=lambda r: r.number)
+            if r.pull is not None  # always: pull_records returns pull requests only
         ]
 
     def labels(self, full_name: str) -> list[str]:
@@ -220,7 +221,7 @@ class GitHubState:
     def timed_requests(self) -> list[tuple[float, str, str]]:
         """(time.monotonic() on arrival, method, path) of every request so far."""
         with self._lock:
-            return [(at, method, path) for at, (method, path) in zip(self._times, self._requests)]
+            return [(at, method, path) for at, (method, path) in zip(self._times, self._requests, strict=True)]
 
     def reset_requests(self) -> None:
         with self._lock:
@@ -455,6 +456,7 @@ class GitHubState:
             repo = self.repo(full_name)
             record = self.pull_record(full_name, number)
             pull = record.pull
+            assert pull is not None  # pull_record returns pull requests only
             head_sha = git.rev_parse(repo.path, pull.head)
             if record.state != "open" or head_sha is None:
                 raise ApiError(405, "Pull Request is not mergeable")
@@ -503,9 +505,10 @@ class GitHubState:
             self._data(full_name).issues[record.number] = record
         return record
 
-    def _log(self, record: Issue, event: str, actor: str, at: str, **details: object) -> Issue:
+    def _log(self, record: Issue, event: str, actor: str, at: str, *, label: Label | None = None,
+             rename: tuple[str, str] | None = None, commit_id: str | None = None) -> Issue:
         """`record` with one more event in its log."""
-        entry = IssueEvent(self._new_id(), event, actor, at, **details)
+        entry = IssueEvent(self._new_id(), event, actor, at, label=label, rename=rename, commit_id=commit_id)
         return replace(record, events=record.events + (entry,))
 
     def _edited(self, record: Issue, body: str, editor: str, at: str) -> tuple[BodyEdit, ...]:

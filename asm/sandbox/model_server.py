@@ -3,7 +3,15 @@
 It checks requests the way the API does where asm could get them wrong (the key, alternating
 turns, every tool_use answered by a tool_result), bills usage with prompt caching simulated
 from the request's cache breakpoints, takes `latency` seconds per call like a real model, and
-can be told to fail the next calls (429, 529, a spent credit balance) for fault tests.
+can be told to fail the next calls (429, 529, a spent credit balance; with `retry-after`,
+`retry-after-ms` and `x-should-retry` as asked) or to end the next replies with a stop reason
+(`stop_next`; an issue's `stop=` directive does the same for one step), for fault tests.
+
+It answers in one of two styles, chosen when it starts: `default`, plain text and tool calls; or
+`sonnet-5-5`, the way Claude Sonnet 5.5 does, with signed thinking blocks it checks on the way
+back, Sonnet 5.5's refusals of forced tool use and sampling parameters, and its context window
+(`context_window` tokens: a longer prompt is a 400, one whose `max_tokens` would overrun the window
+stops with `model_context_window_exceeded`). See `sonnet_style`.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from asm.sandbox.scripted_model import next_action
+from asm.sandbox.scripted_model import STOP_REASONS, Action, ScriptStep, next_step
+from asm.sandbox.sonnet_style import BETA, SonnetThinking, blocks_of, dress, parameter_problem
 
 CACHE_LIFETIME_SECONDS = 300
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -28,6 +37,11 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "
                429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
 CREDIT_MESSAGE = ("Your credit balance is too low to access the Anthropic API. "
                   "Please go to Plans & Billing to upgrade or purchase credits.")
+DEFAULT, SONNET_5_5 = "default", "sonnet-5-5"
+STYLES = (DEFAULT, SONNET_5_5)
+CUTS = ("max_tokens", "model_context_window_exceeded")  # a reply stopped in the middle
+REFUSAL = {"type": "refusal", "category": "cyber",
+           "explanation": "This request was declined because it could enable cyber harm."}
 
 
 def tokens(value: Any) -> int:
@@ -39,18 +53,37 @@ def tokens(value: Any) -> int:
 class Failure:
     status: int
     message: str
-    retry_after: float | None
+    retry_after: float | None = None
+    retry_after_ms: float | None = None
+    should_retry: bool | None = None
+
+    def headers(self) -> dict[str, str]:
+        extra = {"retry-after": self.retry_after, "retry-after-ms": self.retry_after_ms}
+        headers = {name: f"{value:g}" for name, value in extra.items() if value is not None}
+        if self.should_retry is not None:
+            headers["x-should-retry"] = "true" if self.should_retry else "false"
+        return headers
 
 
 class ScriptedModelServer:
     """The server and its books: calls made, tokens billed, failures queued."""
 
-    def __init__(self, api_key: str, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, api_key: str, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0,
+                 style: str = DEFAULT, context_window: int = 1_000_000) -> None:
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
         self.api_key = api_key
         self.latency = latency
+        self.style = style
+        self.context_window = context_window  # tokens, in the sonnet-5-5 style
+        self.thinking = SonnetThinking()
         self.lock = threading.Lock()
         self.calls = 0
         self.failures: deque[Failure] = deque()
+        self.stops: deque[str] = deque()  # stop reasons the next replies end with
+        self.cut: set[str] = set()  # marks of the blocks of replies that stopped in the middle
+        self.spent: set[tuple[str, str]] = set()  # (step, stop reason) of directives already played
+        self.thinking_dropped = 0  # blocks dropped for a prefix mismatch (drop_block), all requests together
         self.cache: dict[str, float] = {}
         self.usage_total: dict[str, int] = {"input_tokens": 0, "output_tokens": 0,
                                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
@@ -62,6 +95,7 @@ class ScriptedModelServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET socket's address: never bytes
         return f"http://{host}:{port}"
 
     def start(self) -> ScriptedModelServer:
@@ -79,16 +113,27 @@ class ScriptedModelServer:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def fail_next(self, status: int, count: int = 1, message: str = "", retry_after: float | None = None) -> None:
-        """The next `count` calls answer `status` (529 overloaded, 429 rate limit, 400 + CREDIT_MESSAGE...)."""
+    def fail_next(self, status: int, count: int = 1, message: str = "", retry_after: float | None = None,
+                  retry_after_ms: float | None = None, should_retry: bool | None = None) -> None:
+        """The next `count` calls answer `status` (529 overloaded, 429 rate limit, 400 + CREDIT_MESSAGE...),
+        with `retry-after` (seconds), `retry-after-ms` and `x-should-retry` headers when given."""
         default = {429: "Rate limited", 529: "Overloaded", 400: CREDIT_MESSAGE}.get(status, "Internal error")
+        failure = Failure(status, message or default, retry_after, retry_after_ms, should_retry)
         with self.lock:
-            self.failures.extend(Failure(status, message or default, retry_after) for _ in range(count))
+            self.failures.extend(failure for _ in range(count))
+
+    def stop_next(self, reason: str, count: int = 1) -> None:
+        """The next `count` replies end with `reason`: max_tokens or model_context_window_exceeded (cut in
+        the middle, a tool call's input incomplete), pause_turn or refusal."""
+        if reason not in STOP_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(STOP_REASONS)}, not {reason!r}")
+        with self.lock:
+            self.stops.extend([reason] * count)
 
     # -- one call ---------------------------------------------------------------------------
 
     def answer(self, headers: Mapping[str, str], request: Mapping[str, Any],
-               arrived: float | None = None) -> tuple[int, dict[str, str], dict]:
+               arrived: float | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
         """(status, extra headers, JSON body) for one POST /v1/messages.
 
         A successful call takes `latency` seconds from arrival, the server's own work included, so
@@ -101,38 +146,77 @@ class ScriptedModelServer:
         if self.api_key not in (headers.get("x-api-key"), headers.get("authorization", "").removeprefix("Bearer ")):
             return _error(401, "invalid x-api-key")
         if failure is not None:
-            extra = {"retry-after": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
             status, _, body = _error(failure.status, failure.message)
-            return status, extra, body
+            return status, failure.headers(), body
         problem = validate(request)
+        seen, transformations = request, None  # what the model reads, once the API dropped what it drops
+        if not problem and self.style == SONNET_5_5:
+            problem, seen, transformations = self.read_as_sonnet(request, headers)
         if problem:
             return _error(400, problem)
-        action = next_action(request)
-        if action[0] == "say":
-            content = [{"type": "text", "text": action[1]}]
-            stop_reason = "end_turn"
-        else:
-            _, name, tool_input = action
-            content = [{"type": "tool_use", "id": f"toolu_{secrets.token_hex(12)}", "name": name, "input": tool_input}]
-            stop_reason = "tool_use"
-        usage = self.bill(request, content)
-        body = {"id": f"msg_{secrets.token_hex(12)}", "type": "message", "role": "assistant",
-                "model": request["model"], "content": content, "stop_reason": stop_reason,
-                "stop_sequence": None, "usage": usage}
+        body = self.reply(request, seen, next_step(request, self.was_cut))
+        if transformations is not None and BETA in headers.get("anthropic-beta", ""):
+            body["input_transformations"] = transformations
         time.sleep(max(0.0, arrived + self.latency - time.monotonic()))
         return 200, {"request-id": f"req_{secrets.token_hex(8)}"}, body
 
+    def read_as_sonnet(self, request: Mapping[str, Any], headers: Mapping[str, str]
+                       ) -> tuple[str | None, Mapping[str, Any], list[dict[str, str]]]:
+        """Sonnet 5.5's checks: (the 400's message or None, the request as the model reads it, what was dropped)."""
+        verdict = self.thinking.check(request, headers)
+        problem = parameter_problem(request, headers) or verdict.problem
+        seen = without(request, verdict.dropped)
+        dropped = [{"type": "thinking_dropped", "path": f"messages.{i}.content.{j}",
+                    "reason": "prefix_binding_mismatch"} for i, j in verdict.dropped]
+        prompt = sum(tokens(block) for block in prompt_blocks(seen))
+        if not problem and prompt > self.context_window:
+            problem = f"prompt is too long: {prompt} tokens > {self.context_window} maximum"
+        if not problem:
+            with self.lock:
+                self.thinking_dropped += len(dropped)
+        return problem, seen, dropped
+
+    def reply(self, request: Mapping[str, Any], seen: Mapping[str, Any], step: ScriptStep) -> dict[str, Any]:
+        """The message body for the script's next step, ended as asked."""
+        reply_id = f"msg_{secrets.token_hex(12)}"
+        content, stop_reason = compose(step.action, self.stop_for(step, seen))
+        if self.style == SONNET_5_5:
+            display = (request.get("thinking") or {}).get("display")
+            content = self.thinking.sign(request, dress(content, stop_reason, step.index, step.continuing, display),
+                                         reply_id)
+        if stop_reason in CUTS:
+            with self.lock:
+                self.cut.update({marks(block) for block in content} - {""})
+        body = {"id": reply_id, "type": "message", "role": "assistant", "model": request["model"],
+                "content": content, "stop_reason": stop_reason, "stop_sequence": None,
+                "usage": self.bill(seen, content)}
+        if stop_reason == "refusal":
+            body["stop_details"] = dict(REFUSAL)
+        return body
+
+    def stop_for(self, step: ScriptStep, seen: Mapping[str, Any]) -> str | None:
+        """A stop reason asked for (stop_next first, then the issue's directive, once), or the context window's."""
+        with self.lock:
+            if self.stops:
+                return self.stops.popleft()
+            if step.stop and (step.key, step.stop) not in self.spent:
+                self.spent.add((step.key, step.stop))
+                return step.stop
+        prompt = sum(tokens(block) for block in prompt_blocks(seen))
+        if self.style == SONNET_5_5 and prompt + int(seen.get("max_tokens") or 0) > self.context_window:
+            return "model_context_window_exceeded"  # the scripted model would talk until the window is full
+        return None
+
+    def was_cut(self, message: Mapping[str, Any]) -> bool:
+        """The assistant turn holds a reply that stopped in the middle: the script takes that step again."""
+        with self.lock:
+            return any(marks(block) in self.cut for block in blocks_of(message))
+
     def bill(self, request: Mapping[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
         """Usage as the API would bill it: prefixes up to a cache breakpoint seen lately are cache reads."""
-        blocks = list(request.get("tools") or [])
-        system = request.get("system") or []
-        blocks += [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
-        for message in request["messages"]:
-            body = message["content"]
-            blocks += [{"type": "text", "text": body}] if isinstance(body, str) else list(body)
         digest = hashlib.sha256(str(request["model"]).encode())
         total, breakpoints = 0, []
-        for block in blocks:
+        for block in prompt_blocks(request):
             plain = {k: v for k, v in block.items() if k != "cache_control"}
             digest.update(json.dumps(plain, sort_keys=True).encode())
             total += tokens(plain)
@@ -151,6 +235,53 @@ class ScriptedModelServer:
             for name, value in usage.items():
                 self.usage_total[name] += value
         return usage
+
+
+def prompt_blocks(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Tools, system and messages, block by block, in the order the model reads them."""
+    blocks = list(request.get("tools") or [])
+    system = request.get("system") or []
+    blocks += [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
+    for message in request["messages"]:
+        blocks += blocks_of(message)
+    return blocks
+
+
+def without(request: Mapping[str, Any], dropped: list[tuple[int, int]]) -> Mapping[str, Any]:
+    """The request with the blocks at `dropped` (message, block) places taken out."""
+    if not dropped:
+        return request
+    gone = set(dropped)
+    messages = [{**message, "content": [block for j, block in enumerate(blocks_of(message)) if (i, j) not in gone]}
+                for i, message in enumerate(request["messages"])]
+    return {**request, "messages": messages}
+
+
+def compose(action: Action, stop: str | None) -> tuple[list[dict[str, Any]], str]:
+    """The reply's blocks and stop reason for one scripted action, ended early when `stop` says so."""
+    if stop == "refusal":
+        return [], "refusal"
+    if stop == "pause_turn":
+        return [{"type": "text", "text": "Let me look at this more closely."}], "pause_turn"
+    if action[0] == "say":
+        text = action[1]
+        return ([{"type": "text", "text": text[:len(text) // 2]}], stop) if stop in CUTS \
+            else ([{"type": "text", "text": text}], "end_turn")
+    _, name, tool_input = action
+    if stop in CUTS:  # cut while writing the input: its last field never arrived
+        tool_input = dict(list(tool_input.items())[:-1])
+    use = {"type": "tool_use", "id": f"toolu_{secrets.token_hex(12)}", "name": name, "input": tool_input}
+    return [use], stop if stop in CUTS else "tool_use"
+
+
+def marks(block: Mapping[str, Any]) -> str:
+    """What tells a reply's block apart when it comes back in a later request."""
+    kind = block.get("type")
+    if kind == "tool_use":
+        return str(block.get("id"))
+    if kind in ("thinking", "redacted_thinking"):
+        return str(block.get("signature") or block.get("data") or "")
+    return "text:" + hashlib.sha256(str(block.get("text", "")).encode()).hexdigest() if kind == "text" else ""
 
 
 def validate(request: Mapping[str, Any]) -> str | None:
@@ -177,14 +308,15 @@ def validate(request: Mapping[str, Any]) -> str | None:
         if message["role"] == "user":
             answered = {b["tool_use_id"] for b in content if b.get("type") == "tool_result"}
             if pending - answered:
-                return f"messages.{index}: tool_use ids were found without tool_result blocks: {sorted(pending - answered)}"
+                missing = sorted(pending - answered)
+                return f"messages.{index}: tool_use ids were found without tool_result blocks: {missing}"
             pending = set()
         else:
             pending = {b["id"] for b in content if b.get("type") == "tool_use"}
     return None
 
 
-def _error(status: int, message: str) -> tuple[int, dict[str, str], dict]:
+def _error(status: int, message: str) -> tuple[int, dict[str, str], dict[str, Any]]:
     kind = ERROR_TYPES.get(status, "api_error")
     return status, {}, {"type": "error", "error": {"type": kind, "message": message}}
 
@@ -229,8 +361,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--api-key", default="sandbox-key")
     parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--style", choices=STYLES, default=DEFAULT)
     options = parser.parse_args()
-    server = ScriptedModelServer(options.api_key, options.latency, port=options.port).start()
+    server = ScriptedModelServer(options.api_key, options.latency, port=options.port, style=options.style).start()
     print(server.url, flush=True)
     try:
         threading.Event().wait()

