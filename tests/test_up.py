@@ -99,27 +99,12 @@ def asm_up(env: dict[str, str], cwd: Path, log_path: Path, port: int) -> Iterato
     assert leftovers == [], "asm up must stop every process it started"
 
 
-def test_asm_up_runs_redis_worker_beat_and_flower_and_stops_them_all(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_asm_up_runs_the_fleet_locked_works_an_issue_stops_everything_and_reuses_its_credentials(
+        sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.create_repo(REPO)
     [number] = sandbox.add_sample_issues(1)
-    env = sandbox.process_env(ASM_SCAN_INTERVAL="1")
-    env.pop("ASM_REDIS_URL")  # `asm up` starts its own
-    port = free_port()
-    log_path = tmp_path / "up.log"
-    with asm_up(env, tmp_path, log_path, port):
-        # beat scans, the worker works the issue: no enqueue from here
-        assert wait_for(lambda: sandbox.settled(REPO, [number]), 120), log_path.read_text()[-4000:]
-        assert sandbox.github.issue(REPO, number).labels == ("in-review",)
-        assert wait_for(lambda: flower_up(port), 60), log_path.read_text()[-3000:]
-        output = log_path.read_text()
-        assert "embedded Redis at redis://***@127.0.0.1:" in output
-        assert f"Flower on http://127.0.0.1:{port}" in output
-
-
-def test_asm_up_locks_redis_and_flower_and_reuses_its_credentials(sandbox: Sandbox, tmp_path: Path) -> None:
-    sandbox.create_repo(REPO)
     # Flower would open its API to anyone with this; asm's Flower must not.
-    env = sandbox.process_env(FLOWER_UNAUTHENTICATED_API="true")
+    env = sandbox.process_env(FLOWER_UNAUTHENTICATED_API="true", ASM_SCAN_INTERVAL="1")
     env.pop("ASM_REDIS_URL")
     credentials = Path(env["ASM_WORKSPACE_DIR"]) / ".asm-up" / "credentials"
     port, base = free_port(), ""
@@ -127,7 +112,11 @@ def test_asm_up_locks_redis_and_flower_and_reuses_its_credentials(sandbox: Sandb
 
     with asm_up(env, tmp_path, first_log, port) as up:
         base = f"http://127.0.0.1:{port}"
+        # beat scans, the worker works the issue: no enqueue from here
+        assert wait_for(lambda: sandbox.settled(REPO, [number]), 120), first_log.read_text()[-4000:]
+        assert sandbox.github.issue(REPO, number).labels == ("in-review",)
         assert wait_for(lambda: flower_up(port), 60), first_log.read_text()[-3000:]
+        assert f"Flower on http://127.0.0.1:{port}" in first_log.read_text()
         assert credentials.stat().st_mode & 0o777 == 0o600
         assert credentials.parent.stat().st_mode & 0o777 == 0o700
         kept = read_dotenv(credentials)
