@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import BackendError, SoftTimeLimitExceeded
+from kombu.exceptions import KombuError
+from redis import RedisError
 
 from asm.celery_app import app, process_settings
 from asm.fleet import worker
@@ -11,6 +15,8 @@ from asm.fleet.queue import enqueue
 from asm.keys import IssueRef
 from asm.observe.progress import Progress
 from asm.run.issue_run import process_issue as work_issue
+
+log = logging.getLogger(__name__)
 
 
 @app.task(name="asm.process_issue", bind=True)
@@ -20,6 +26,14 @@ def process_issue(self: Task, repo: str, number: int) -> str:
     issue = IssueRef.parse(repo, number)
 
     def show_in_flower(progress: Progress) -> None:
+        # What Flower shows is a view: the broker or the result backend failing for a moment (a Redis
+        # restart outlasts their few retries) must not end the run, which rides it out on its own clients.
+        try:
+            send_progress(progress)
+        except (KombuError, BackendError, RedisError, OSError) as problem:
+            log.warning("%s: progress not shown in Flower (%s)", issue, problem)
+
+    def send_progress(progress: Progress) -> None:
         # Field names must not shadow Flower's own task fields (`worker` is an object there).
         meta = {"issue": progress.issue, "stage": progress.stage, "revision": progress.revision,
                 "spent_usd": round(progress.spent_usd, 4), "slot": context.status.worker}

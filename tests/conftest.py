@@ -21,6 +21,20 @@ from asm.run.issue_run import process_issue
 from asm.sandbox.fleet import Sandbox, point_process_at
 from asm.sandbox.redis_server import RedisServer, find_binary
 
+# The modules that start real worker fleets, longest first (as measured). The suite is spread over test
+# processes a module at a time; these go first so that none of them starts last and leaves the other
+# processes idle at the end.
+LONG_MODULES = ("test_crashes", "test_faults", "test_up", "test_bench", "test_e2e", "test_caps", "test_fleet_guide",
+                "test_flower", "test_hostile", "test_sandbox_start", "test_e2e_sonnet")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.module.__name__ if item.module else ""
+        return LONG_MODULES.index(name) if name in LONG_MODULES else len(LONG_MODULES)
+
+    items.sort(key=rank)  # stable: within a module, and among the rest, the order stays as collected
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
