@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anthropic
 import pytest
 import redis
 
@@ -19,7 +20,10 @@ from asm.observe.status import WorkerStatus
 from asm.run.endings import DeliveryResult
 from asm.run.issue_run import process_issue
 from asm.sandbox.fleet import Sandbox, point_process_at
+from asm.sandbox.model_server import DEFAULT as DEFAULT_STYLE
+from asm.sandbox.model_server import ScriptedModelServer
 from asm.sandbox.redis_server import RedisServer, find_binary
+from asm.sandbox.sample_repo import FILES
 
 # The modules that start real worker fleets, longest first (as measured). The suite is spread over test
 # processes a module at a time; these go first so that none of them starts last and leaves the other
@@ -55,6 +59,43 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def running_server(request: pytest.FixtureRequest) -> Iterator[ScriptedModelServer]:
+    """One scripted model server for a test module (stopping one waits out its half-second poll), with
+    the module's MODEL_KEY and answering in its MODEL_STYLE."""
+    style = getattr(request.module, "MODEL_STYLE", DEFAULT_STYLE)
+    with ScriptedModelServer(request.module.MODEL_KEY, style=style) as running:
+        yield running
+
+
+@pytest.fixture
+def server(running_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
+    """The module's model server, with nothing left queued or cached by an earlier test."""
+    running_server.reset()
+    yield running_server
+    running_server.reset()
+
+
+@pytest.fixture
+def sdk(server: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
+    """The real `anthropic` client on the module's model server, with no retries of its own."""
+    with anthropic.Anthropic(api_key=server.api_key, base_url=server.url, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def sample_checkout(tmp_path: Path) -> Path:
+    """A real git repository holding the sample repository's files, one commit on `main`."""
+    path = tmp_path / "textkit"
+    for name, text in FILES.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
+    for args in (["init", "--quiet", "-b", "main"], ["add", "--all"], ["commit", "--quiet", "-m", "Initial commit"]):
+        subprocess.run(["git", *identity, *args], cwd=path, capture_output=True, check=True)
+    return path
 
 
 @pytest.fixture

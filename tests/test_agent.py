@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
@@ -29,10 +28,10 @@ from asm.errors import (
 )
 from asm.guard.jail import SHOWN_ROOT, Jail, prepare
 from asm.sandbox.model_server import ScriptedModelServer
-from asm.sandbox.sample_repo import FILES, SOLUTIONS, TEST_COMMAND
+from asm.sandbox.sample_repo import SOLUTIONS, TEST_COMMAND
 from asm.spend.cost import Usage
 
-KEY = "sk-ant-sandbox-agent"
+MODEL_KEY = KEY = "sk-ant-sandbox-agent"
 MODEL = "claude-sonnet-4-6"
 SLUGIFY = SOLUTIONS[0]
 
@@ -73,26 +72,6 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(KEY) as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
-    running_server.failures.clear()
-    running_server.calls = 0
-    yield running_server
-    running_server.failures.clear()
-
-
-@pytest.fixture
-def sdk(server: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=KEY, base_url=server.url, max_retries=0) as client:
-        yield client
-
-
 @pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
@@ -103,28 +82,16 @@ def model(sdk: anthropic.Anthropic, sleeps: Sleeps) -> ModelClient:
     return ModelClient(sdk, MODEL, max_retries=2, backoff_seconds=0.01, sleep=sleeps)
 
 
-def git(*args: str, cwd: Path) -> str:
-    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
-    return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
-
-
 @pytest.fixture
 def jail() -> Jail:
     return Jail()
 
 
 @pytest.fixture
-def repo(tmp_path: Path, jail: Jail) -> Path:
+def repo(sample_checkout: Path, tmp_path: Path, jail: Jail) -> Path:
     """A real git clone of the sample repository, as a workspace holds it: the tool user's."""
-    path = tmp_path / "textkit"
-    for name, text in FILES.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(text)
-    git("init", "--quiet", "-b", "main", cwd=path)
-    git("add", "--all", cwd=path)
-    git("commit", "--quiet", "-m", "Initial commit", cwd=path)
-    prepare(path, tmp_path / "scratch", jail.owner)
-    return path
+    prepare(sample_checkout, tmp_path / "scratch", jail.owner)
+    return sample_checkout
 
 
 @pytest.fixture
@@ -473,7 +440,6 @@ def test_another_refusal_is_an_asm_error_not_retried(model: ModelClient, server:
 
     assert not isinstance(caught.value, (ModelUnavailable, FleetPaused))
     assert server.calls == 1
-
 
 
 @pytest.mark.parametrize("status", [403, 404])

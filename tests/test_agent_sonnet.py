@@ -4,8 +4,7 @@ real git clone of the sample repo: thinking blocks kept as they came, every stop
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,11 @@ from asm.agents.workflow import Step, run_workflow
 from asm.errors import AsmError, ModelRefused
 from asm.guard.jail import SHOWN_ROOT, Jail, prepare
 from asm.sandbox.model_server import ScriptedModelServer
-from asm.sandbox.sample_repo import FILES, SOLUTIONS
+from asm.sandbox.sample_repo import SOLUTIONS
 from asm.spend.cost import MAX_OUTPUT_TOKENS, Usage
 
-KEY = "sk-ant-sandbox-sonnet-agent"
+MODEL_STYLE = "sonnet-5-5"
+MODEL_KEY = KEY = "sk-ant-sandbox-sonnet-agent"
 MODEL = "claude-sonnet-5-5"
 SLUGIFY = SOLUTIONS[0]
 BIG = 20_000  # characters of the first tool result, in the tests that need something to trim
@@ -65,27 +65,6 @@ class BigView:
         return self.editor(tool_input)
 
 
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(KEY, style="sonnet-5-5") as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
-    running_server.failures.clear()
-    running_server.stops.clear()
-    running_server.calls = 0
-    yield running_server
-    running_server.stops.clear()
-
-
-@pytest.fixture
-def sdk(server: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=KEY, base_url=server.url, max_retries=0) as client:
-        yield client
-
-
 def client_for(sdk: anthropic.Anthropic, context_window: int | None = None) -> ModelClient:
     return ModelClient(sdk, MODEL, max_retries=2, backoff_seconds=0.01, sleep=lambda _: None,
                        context_window=context_window)
@@ -96,23 +75,12 @@ def model(sdk: anthropic.Anthropic) -> ModelClient:
     return client_for(sdk)
 
 
-def git(*args: str, cwd: Path) -> None:
-    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, check=True)
-
-
 @pytest.fixture
-def workspace(tmp_path: Path) -> WorkingTree:
+def workspace(sample_checkout: Path, tmp_path: Path) -> WorkingTree:
     """A real git clone of the sample repository, as a workspace holds it."""
-    jail, path = Jail(), tmp_path / "textkit"
-    for name, text in FILES.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(text)
-    git("init", "--quiet", "-b", "main", cwd=path)
-    git("add", "--all", cwd=path)
-    git("commit", "--quiet", "-m", "Initial commit", cwd=path)
-    prepare(path, tmp_path / "scratch", jail.owner)
-    return WorkingTree(path, SHOWN_ROOT, tmp_path / "scratch", owner=jail.owner)
+    jail = Jail()
+    prepare(sample_checkout, tmp_path / "scratch", jail.owner)
+    return WorkingTree(sample_checkout, SHOWN_ROOT, tmp_path / "scratch", owner=jail.owner)
 
 
 def context() -> dict[str, str]:

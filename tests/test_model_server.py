@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -15,32 +14,10 @@ from asm.agents.workflow import Step
 from asm.sandbox.model_server import CREDIT_MESSAGE, ScriptedModelServer
 from asm.sandbox.sample_repo import SOLUTIONS, TEST_COMMAND
 
-KEY = "sk-ant-sandbox-test"
+MODEL_KEY = KEY = "sk-ant-sandbox-test"
 MODEL = "claude-sonnet-4-6"
 ROOT = "/work/ws/acme__textkit/issue-3"
 SLUGIFY = SOLUTIONS[0]
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[ScriptedModelServer]:
-    """One server for the module: stopping one waits out its half-second poll."""
-    with ScriptedModelServer(KEY) as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
-    """The module's server, with no failure left queued by an earlier test and an empty prompt cache."""
-    running_server.failures.clear()
-    running_server.cache.clear()
-    yield running_server
-    running_server.failures.clear()
-
-
-@pytest.fixture
-def client(server: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=KEY, base_url=server.url, max_retries=0) as sdk:
-        yield sdk
 
 
 def system_prompt(role: Role) -> str:
@@ -53,9 +30,9 @@ def first_turn(role: Role, title: str = SLUGIFY.title, body: str = SLUGIFY.body)
     return task_text(Step(role), (), IssueText("acme/textkit#3", title, body).fenced("issue-0123456789ab"))
 
 
-def ask(client: anthropic.Anthropic, messages: list[dict[str, Any]], system: Any = "You are helpful.",
+def ask(sdk: anthropic.Anthropic, messages: list[dict[str, Any]], system: Any = "You are helpful.",
         **options: Any) -> anthropic.types.Message:
-    return client.messages.create(model=MODEL, max_tokens=1024, system=system, messages=messages, **options)
+    return sdk.messages.create(model=MODEL, max_tokens=1024, system=system, messages=messages, **options)
 
 
 def hello() -> list[dict[str, Any]]:
@@ -65,9 +42,9 @@ def hello() -> list[dict[str, Any]]:
 # -- the API's checks --------------------------------------------------------------------------------
 
 
-def test_a_plain_call_answers_with_text_and_usage(server: ScriptedModelServer, client: anthropic.Anthropic) -> None:
+def test_a_plain_call_answers_with_text_and_usage(server: ScriptedModelServer, sdk: anthropic.Anthropic) -> None:
     calls = server.calls
-    reply = ask(client, hello())
+    reply = ask(sdk, hello())
 
     assert reply.role == "assistant"
     assert reply.model == MODEL
@@ -83,7 +60,7 @@ def test_a_wrong_key_is_an_authentication_error(server: ScriptedModelServer) -> 
             ask(wrong, hello())
 
 
-def test_an_unanswered_tool_use_is_a_bad_request(client: anthropic.Anthropic) -> None:
+def test_an_unanswered_tool_use_is_a_bad_request(sdk: anthropic.Anthropic) -> None:
     messages = [
         {"role": "user", "content": "List the files."},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "bash",
@@ -92,10 +69,10 @@ def test_an_unanswered_tool_use_is_a_bad_request(client: anthropic.Anthropic) ->
     ]
 
     with pytest.raises(anthropic.BadRequestError, match="toolu_01"):
-        ask(client, messages, tools=[BASH_TOOL])
+        ask(sdk, messages, tools=[BASH_TOOL])
 
 
-def test_an_answered_tool_use_is_accepted(client: anthropic.Anthropic) -> None:
+def test_an_answered_tool_use_is_accepted(sdk: anthropic.Anthropic) -> None:
     messages = [
         {"role": "user", "content": "List the files."},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "bash",
@@ -103,59 +80,59 @@ def test_an_answered_tool_use_is_accepted(client: anthropic.Anthropic) -> None:
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "README.md"}]},
     ]
 
-    assert ask(client, messages, tools=[BASH_TOOL]).stop_reason == "end_turn"
+    assert ask(sdk, messages, tools=[BASH_TOOL]).stop_reason == "end_turn"
 
 
-def test_turns_that_do_not_alternate_are_a_bad_request(client: anthropic.Anthropic) -> None:
+def test_turns_that_do_not_alternate_are_a_bad_request(sdk: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError, match="alternate"):
-        ask(client, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+        ask(sdk, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
 
 
-def test_a_first_turn_from_the_assistant_is_a_bad_request(client: anthropic.Anthropic) -> None:
+def test_a_first_turn_from_the_assistant_is_a_bad_request(sdk: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError):
-        ask(client, [{"role": "assistant", "content": "hi"}])
+        ask(sdk, [{"role": "assistant", "content": "hi"}])
 
 
 # -- injected failures ---------------------------------------------------------------------------------
 
 
-def test_overloaded(server: ScriptedModelServer, client: anthropic.Anthropic) -> None:
+def test_overloaded(server: ScriptedModelServer, sdk: anthropic.Anthropic) -> None:
     server.fail_next(529)
 
     with pytest.raises(anthropic.InternalServerError) as caught:
-        ask(client, hello())
+        ask(sdk, hello())
 
     assert caught.value.status_code == 529
     assert isinstance(caught.value, getattr(anthropic, "OverloadedError", anthropic.InternalServerError))
-    assert ask(client, hello()).content  # only the next call failed
+    assert ask(sdk, hello()).content  # only the next call failed
 
 
-def test_failures_come_in_the_number_asked(server: ScriptedModelServer, client: anthropic.Anthropic) -> None:
+def test_failures_come_in_the_number_asked(server: ScriptedModelServer, sdk: anthropic.Anthropic) -> None:
     calls = server.calls
     server.fail_next(529, count=2)
 
     for _ in range(2):
         with pytest.raises(anthropic.InternalServerError):
-            ask(client, hello())
-    assert ask(client, hello()).content
+            ask(sdk, hello())
+    assert ask(sdk, hello()).content
     assert server.calls == calls + 3
 
 
-def test_rate_limited_with_retry_after(server: ScriptedModelServer, client: anthropic.Anthropic) -> None:
+def test_rate_limited_with_retry_after(server: ScriptedModelServer, sdk: anthropic.Anthropic) -> None:
     server.fail_next(429, retry_after=1)
 
     with pytest.raises(anthropic.RateLimitError) as caught:
-        ask(client, hello())
+        ask(sdk, hello())
 
     assert caught.value.status_code == 429
     assert caught.value.response.headers["retry-after"] == "1"
 
 
-def test_out_of_credit(server: ScriptedModelServer, client: anthropic.Anthropic) -> None:
+def test_out_of_credit(server: ScriptedModelServer, sdk: anthropic.Anthropic) -> None:
     server.fail_next(400)
 
     with pytest.raises(anthropic.BadRequestError) as caught:
-        ask(client, hello())
+        ask(sdk, hello())
 
     assert "credit balance is too low" in str(caught.value.message)
     assert CREDIT_MESSAGE in str(caught.value.body)
@@ -177,10 +154,10 @@ def cached_request() -> dict[str, Any]:
     return {"system": system, "messages": hello()}
 
 
-def test_the_same_cached_prefix_is_written_then_read(server: ScriptedModelServer, client: anthropic.Anthropic) -> None:
+def test_the_same_cached_prefix_is_written_then_read(server: ScriptedModelServer, sdk: anthropic.Anthropic) -> None:
     read_before = server.usage_total["cache_read_input_tokens"]
-    first = ask(client, **cached_request())
-    second = ask(client, **cached_request())
+    first = ask(sdk, **cached_request())
+    second = ask(sdk, **cached_request())
 
     assert first.usage.cache_creation_input_tokens > 0
     assert first.usage.cache_read_input_tokens == 0
@@ -189,23 +166,23 @@ def test_the_same_cached_prefix_is_written_then_read(server: ScriptedModelServer
     assert server.usage_total["cache_read_input_tokens"] - read_before == second.usage.cache_read_input_tokens
 
 
-def test_a_request_without_breakpoints_is_billed_as_plain_input(client: anthropic.Anthropic) -> None:
+def test_a_request_without_breakpoints_is_billed_as_plain_input(sdk: anthropic.Anthropic) -> None:
     for _ in range(2):
-        reply = ask(client, system="You are the Architect. " * 200, messages=hello())
+        reply = ask(sdk, system="You are the Architect. " * 200, messages=hello())
         assert reply.usage.cache_read_input_tokens == 0
         assert reply.usage.cache_creation_input_tokens == 0
 
 
-def test_a_different_prefix_is_not_read_from_the_cache(client: anthropic.Anthropic) -> None:
-    ask(client, **cached_request())
+def test_a_different_prefix_is_not_read_from_the_cache(sdk: anthropic.Anthropic) -> None:
+    ask(sdk, **cached_request())
     other = cached_request()
     other["system"][0]["text"] = "You are the Tester. " * 200
 
-    assert ask(client, **other).usage.cache_read_input_tokens == 0
+    assert ask(sdk, **other).usage.cache_read_input_tokens == 0
 
 
-def test_a_longer_conversation_reads_the_earlier_prefix(client: anthropic.Anthropic) -> None:
-    first = ask(client, **cached_request())
+def test_a_longer_conversation_reads_the_earlier_prefix(sdk: anthropic.Anthropic) -> None:
+    first = ask(sdk, **cached_request())
     longer = cached_request()
     longer["messages"] = [
         {"role": "user", "content": "Hello"},
@@ -213,7 +190,7 @@ def test_a_longer_conversation_reads_the_earlier_prefix(client: anthropic.Anthro
         {"role": "user", "content": [{"type": "text", "text": "More.", "cache_control": {"type": "ephemeral"}}]},
     ]
 
-    second = ask(client, **longer)
+    second = ask(sdk, **longer)
 
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     assert second.usage.cache_creation_input_tokens > 0  # the new turns are written for the next call
@@ -222,10 +199,10 @@ def test_a_longer_conversation_reads_the_earlier_prefix(client: anthropic.Anthro
 # -- the script -----------------------------------------------------------------------------------------
 
 
-def role_call(client: anthropic.Anthropic, role: Role, messages: list[dict[str, Any]],
+def role_call(sdk: anthropic.Anthropic, role: Role, messages: list[dict[str, Any]],
               title: str = SLUGIFY.title, body: str = SLUGIFY.body) -> anthropic.types.Message:
     opening = {"role": "user", "content": [{"type": "text", "text": first_turn(role, title, body)}]}
-    return ask(client, [opening, *messages[1:]], system=[{"type": "text", "text": system_prompt(role)}],
+    return ask(sdk, [opening, *messages[1:]], system=[{"type": "text", "text": system_prompt(role)}],
                tools=[BASH_TOOL, EDITOR_TOOL])
 
 
@@ -252,8 +229,8 @@ def test_the_prompts_name_what_the_script_reads() -> None:
     assert f"Title: {SLUGIFY.title}" in opening
 
 
-def test_the_architect_first_views_the_root(client: anthropic.Anthropic) -> None:
-    reply = role_call(client, ARCHITECT, start(ARCHITECT))
+def test_the_architect_first_views_the_root(sdk: anthropic.Anthropic) -> None:
+    reply = role_call(sdk, ARCHITECT, start(ARCHITECT))
 
     assert reply.stop_reason == "tool_use"
     [use] = reply.content
@@ -262,11 +239,11 @@ def test_the_architect_first_views_the_root(client: anthropic.Anthropic) -> None
     assert use.input == {"command": "view", "path": ROOT}
 
 
-def test_the_architect_then_creates_the_solution_and_runs_the_tests(client: anthropic.Anthropic) -> None:
+def test_the_architect_then_creates_the_solution_and_runs_the_tests(sdk: anthropic.Anthropic) -> None:
     messages = start(ARCHITECT)
     actions = []
     for _ in range(4):
-        reply = role_call(client, ARCHITECT, messages)
+        reply = role_call(sdk, ARCHITECT, messages)
         actions.append(reply.content[0])
         messages = answered(messages, reply)
 
@@ -276,62 +253,62 @@ def test_the_architect_then_creates_the_solution_and_runs_the_tests(client: anth
     assert summary.type == "text" and "slugify" in summary.text
 
 
-def test_the_architect_asks_when_told_to_clarify(client: anthropic.Anthropic) -> None:
-    reply = role_call(client, ARCHITECT, start(ARCHITECT), body="Vague.\nasm-sandbox: clarify")
+def test_the_architect_asks_when_told_to_clarify(sdk: anthropic.Anthropic) -> None:
+    reply = role_call(sdk, ARCHITECT, start(ARCHITECT), body="Vague.\nasm-sandbox: clarify")
 
     assert reply.content[0].name == "request_clarification"
     assert reply.content[0].input["questions"].strip()
 
 
-def test_an_unknown_issue_gets_a_notes_file(client: anthropic.Anthropic) -> None:
+def test_an_unknown_issue_gets_a_notes_file(sdk: anthropic.Anthropic) -> None:
     messages = start(ARCHITECT)
-    reply = role_call(client, ARCHITECT, messages, title="Something nobody scripted", body="")
-    reply = role_call(client, ARCHITECT, answered(messages, reply), title="Something nobody scripted", body="")
+    reply = role_call(sdk, ARCHITECT, messages, title="Something nobody scripted", body="")
+    reply = role_call(sdk, ARCHITECT, answered(messages, reply), title="Something nobody scripted", body="")
 
     assert reply.content[0].input["command"] == "create"
     assert reply.content[0].input["path"] == "docs/issue-3.md"
 
 
-def po_decision(client: anthropic.Anthropic, body: str, test_output: str = "OK",
+def po_decision(sdk: anthropic.Anthropic, body: str, test_output: str = "OK",
                 tests_failed: bool = False) -> dict[str, Any]:
     messages = start(PRODUCT_OWNER)
-    first = role_call(client, PRODUCT_OWNER, messages, body=body)
+    first = role_call(sdk, PRODUCT_OWNER, messages, body=body)
     assert first.content[0].name == "bash"
     assert first.content[0].input == {"command": TEST_COMMAND}
-    second = role_call(client, PRODUCT_OWNER, answered(messages, first, test_output, tests_failed), body=body)
+    second = role_call(sdk, PRODUCT_OWNER, answered(messages, first, test_output, tests_failed), body=body)
     [use] = second.content
     assert use.name == "submit_decision"
     return use.input
 
 
-def test_the_po_approves_by_default(client: anthropic.Anthropic) -> None:
-    assert po_decision(client, SLUGIFY.body)["decision"] == "APPROVE"
+def test_the_po_approves_by_default(sdk: anthropic.Anthropic) -> None:
+    assert po_decision(sdk, SLUGIFY.body)["decision"] == "APPROVE"
 
 
-def test_the_po_follows_the_reject_directive(client: anthropic.Anthropic) -> None:
-    decision = po_decision(client, SLUGIFY.body + "\nasm-sandbox: po=REJECT")
+def test_the_po_follows_the_reject_directive(sdk: anthropic.Anthropic) -> None:
+    decision = po_decision(sdk, SLUGIFY.body + "\nasm-sandbox: po=REJECT")
 
     assert decision["decision"] == "REJECT"
     assert decision["feedback"].strip()
 
 
-def test_the_po_asks_for_a_revision_when_the_tests_fail(client: anthropic.Anthropic) -> None:
-    decision = po_decision(client, SLUGIFY.body, "FAILED (failures=1)", tests_failed=True)
+def test_the_po_asks_for_a_revision_when_the_tests_fail(sdk: anthropic.Anthropic) -> None:
+    decision = po_decision(sdk, SLUGIFY.body, "FAILED (failures=1)", tests_failed=True)
 
     assert decision["decision"] == "REVISE"
 
 
 @pytest.mark.parametrize("role", [SECURITY, TESTER])
-def test_the_reviewers_start_with_bash_or_the_editor(client: anthropic.Anthropic, role: Role) -> None:
-    reply = role_call(client, role, start(role))
+def test_the_reviewers_start_with_bash_or_the_editor(sdk: anthropic.Anthropic, role: Role) -> None:
+    reply = role_call(sdk, role, start(role))
 
     assert reply.content[0].name in ("bash", "str_replace_based_edit_tool")
 
 
-def test_past_the_end_of_its_script_a_role_summarises(client: anthropic.Anthropic) -> None:
+def test_past_the_end_of_its_script_a_role_summarises(sdk: anthropic.Anthropic) -> None:
     messages = start(SECURITY)
     for _ in range(5):
-        reply = role_call(client, SECURITY, messages)
+        reply = role_call(sdk, SECURITY, messages)
         if reply.stop_reason == "end_turn":
             break
         messages = answered(messages, reply)

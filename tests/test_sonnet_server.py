@@ -3,7 +3,6 @@ thinking blocks, the API's rules for sending them back, its refusals, and every 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +19,14 @@ from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
 from asm.sandbox.sonnet_style import BETA
 
-KEY = "sk-ant-sandbox-sonnet"
+MODEL_STYLE = "sonnet-5-5"
+MODEL_KEY = KEY = "sk-ant-sandbox-sonnet"
 MODEL = "claude-sonnet-5-5"
 ROOT = "/work/ws/acme__textkit/issue-3"
 SLUGIFY = SOLUTIONS[0]
 MODIFIED = "blocks in the latest assistant message cannot be modified"
 BOUND = "The block is bound to a different conversation"
 DROP_BLOCK = {"type": "adaptive", "block_binding": {"prefix_mismatch_behavior": "drop_block"}}
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer(KEY, style="sonnet-5-5") as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
-    running_server.failures.clear()
-    running_server.stops.clear()
-    yield running_server
-    running_server.stops.clear()
-
-
-@pytest.fixture
-def client(server: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=KEY, base_url=server.url, max_retries=0) as sdk:
-        yield sdk
 
 
 def system_prompt(role: Role = ARCHITECT) -> list[dict[str, Any]]:
@@ -60,8 +40,8 @@ def opening(body: str = SLUGIFY.body, role: Role = ARCHITECT) -> list[dict[str, 
     return [{"role": "user", "content": [{"type": "text", "text": text}]}]
 
 
-def ask(client: anthropic.Anthropic, messages: list[dict[str, Any]], **options: Any) -> anthropic.types.Message:
-    return client.messages.create(model=MODEL, max_tokens=8192, system=system_prompt(), messages=messages,
+def ask(sdk: anthropic.Anthropic, messages: list[dict[str, Any]], **options: Any) -> anthropic.types.Message:
+    return sdk.messages.create(model=MODEL, max_tokens=8192, system=system_prompt(), messages=messages,
                                   tools=[BASH_TOOL, EDITOR_TOOL], **options)
 
 
@@ -77,11 +57,11 @@ def answered(messages: list[dict[str, Any]], reply: anthropic.types.Message,
     return [*messages, turn_of(reply), {"role": "user", "content": results}]
 
 
-def conversation(client: anthropic.Anthropic, steps: int, body: str = SLUGIFY.body) -> list[dict[str, Any]]:
+def conversation(sdk: anthropic.Anthropic, steps: int, body: str = SLUGIFY.body) -> list[dict[str, Any]]:
     """The Architect's conversation after `steps` replies, each answered; it ends with a user turn."""
     messages = opening(body)
     for _ in range(steps):
-        messages = answered(messages, ask(client, messages))
+        messages = answered(messages, ask(sdk, messages))
     return messages
 
 
@@ -90,9 +70,9 @@ def thinking_at(messages: list[dict[str, Any]]) -> list[tuple[int, int]]:
             for j, block in enumerate(m["content"]) if block["type"] in ("thinking", "redacted_thinking")]
 
 
-def refused(client: anthropic.Anthropic, messages: list[dict[str, Any]], **options: Any) -> str:
+def refused(sdk: anthropic.Anthropic, messages: list[dict[str, Any]], **options: Any) -> str:
     with pytest.raises(anthropic.BadRequestError) as caught:
-        ask(client, messages, **options)
+        ask(sdk, messages, **options)
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     return str(caught.value.body["error"]["message"])
 
@@ -100,8 +80,8 @@ def refused(client: anthropic.Anthropic, messages: list[dict[str, Any]], **optio
 # -- what a reply looks like -----------------------------------------------------------------------
 
 
-def test_a_reply_thinks_first_with_a_signed_block_whose_text_is_omitted(client: anthropic.Anthropic) -> None:
-    reply = ask(client, opening())
+def test_a_reply_thinks_first_with_a_signed_block_whose_text_is_omitted(sdk: anthropic.Anthropic) -> None:
+    reply = ask(sdk, opening())
 
     thinking, use = reply.content
     assert (thinking.type, thinking.thinking) == ("thinking", "")  # display "omitted" is the default
@@ -109,25 +89,25 @@ def test_a_reply_thinks_first_with_a_signed_block_whose_text_is_omitted(client: 
     assert (use.type, use.name, reply.stop_reason) == ("tool_use", "str_replace_based_edit_tool", "tool_use")
 
 
-def test_summarized_thinking_has_its_text(client: anthropic.Anthropic) -> None:
-    reply = ask(client, opening(), thinking={"type": "adaptive", "display": "summarized"})
+def test_summarized_thinking_has_its_text(sdk: anthropic.Anthropic) -> None:
+    reply = ask(sdk, opening(), thinking={"type": "adaptive", "display": "summarized"})
 
     assert reply.content[0].thinking.startswith("Next:")
 
 
-def test_some_replies_carry_a_redacted_block_too(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 1)
+def test_some_replies_carry_a_redacted_block_too(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 1)
 
-    reply = ask(client, messages)
+    reply = ask(sdk, messages)
 
     assert [block.type for block in reply.content] == ["redacted_thinking", "thinking", "tool_use"]
     assert reply.content[0].data
 
 
-def test_a_whole_role_sent_back_unchanged_is_accepted_through_to_its_last_words(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 3)
+def test_a_whole_role_sent_back_unchanged_is_accepted_through_to_its_last_words(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 3)
 
-    reply = ask(client, messages)
+    reply = ask(sdk, messages)
 
     assert reply.stop_reason == "end_turn"
     assert [block.type for block in reply.content] == ["thinking", "text"]
@@ -137,100 +117,100 @@ def test_a_whole_role_sent_back_unchanged_is_accepted_through_to_its_last_words(
 # -- the rules for sending thinking back -------------------------------------------------------------
 
 
-def test_a_thinking_block_dropped_from_the_latest_turn_is_refused(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 1)
+def test_a_thinking_block_dropped_from_the_latest_turn_is_refused(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 1)
     del messages[1]["content"][0]
 
-    assert f"messages.1.content.0: `thinking` or `redacted_thinking` {MODIFIED}" in refused(client, messages)
+    assert f"messages.1.content.0: `thinking` or `redacted_thinking` {MODIFIED}" in refused(sdk, messages)
 
 
-def test_a_redacted_block_dropped_from_the_latest_turn_is_refused(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 2)
+def test_a_redacted_block_dropped_from_the_latest_turn_is_refused(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 2)
     assert messages[3]["content"][0]["type"] == "redacted_thinking"
     del messages[3]["content"][0]
 
-    assert MODIFIED in refused(client, messages)
+    assert MODIFIED in refused(sdk, messages)
 
 
-def test_thinking_blocks_reordered_in_the_latest_turn_are_refused(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 2)
+def test_thinking_blocks_reordered_in_the_latest_turn_are_refused(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 2)
     content = messages[3]["content"]
     content[0], content[1] = content[1], content[0]
 
-    assert MODIFIED in refused(client, messages)
+    assert MODIFIED in refused(sdk, messages)
 
 
-def test_altered_thinking_text_in_the_latest_turn_is_refused(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 1)
+def test_altered_thinking_text_in_the_latest_turn_is_refused(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 1)
     messages[1]["content"][0]["thinking"] = "I will do as the issue says."
 
-    assert MODIFIED in refused(client, messages)
+    assert MODIFIED in refused(sdk, messages)
 
 
-def test_a_changed_signature_in_an_earlier_turn_is_an_invalid_signature(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 2)
+def test_a_changed_signature_in_an_earlier_turn_is_an_invalid_signature(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 2)
     signature = messages[1]["content"][0]["signature"]
     messages[1]["content"][0]["signature"] = signature[:-8] + ("A" * 8 if not signature.endswith("A" * 8) else "B" * 8)
 
-    assert refused(client, messages) == "messages.1.content.0: Invalid `signature` in `thinking` block"
+    assert refused(sdk, messages) == "messages.1.content.0: Invalid `signature` in `thinking` block"
 
 
-def test_altered_thinking_text_in_an_earlier_turn_is_an_invalid_signature(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 2)
+def test_altered_thinking_text_in_an_earlier_turn_is_an_invalid_signature(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 2)
     messages[1]["content"][0]["thinking"] = "edited"
 
-    assert refused(client, messages) == "messages.1.content.0: Invalid `signature` in `thinking` block"
+    assert refused(sdk, messages) == "messages.1.content.0: Invalid `signature` in `thinking` block"
 
 
-def test_changed_redacted_data_in_an_earlier_turn_is_invalid_data(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 3)
+def test_changed_redacted_data_in_an_earlier_turn_is_invalid_data(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 3)
     messages[3]["content"][0]["data"] = "RW5jcnlwdGVkIGJ5IHNvbWVvbmUgZWxzZQ=="
 
-    assert refused(client, messages) == "messages.3.content.0: Invalid `data` in `redacted_thinking` block"
+    assert refused(sdk, messages) == "messages.3.content.0: Invalid `data` in `redacted_thinking` block"
 
 
 def test_a_thinking_block_dropped_between_others_binds_the_later_ones_to_another_conversation(
-        client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 3)
+        sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 3)
     del messages[3]["content"][1]  # the second block of the second turn; the first and the third turn keep theirs
 
-    message = refused(client, messages)
+    message = refused(sdk, messages)
 
     assert message.startswith(f"messages.5.content.0: Invalid `signature` in `thinking` block. {BOUND}.")
     assert BETA in message  # the header `drop_block` needs, named since the request did not send it
 
 
-def test_thinking_blocks_moved_across_turns_are_refused(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 3)
+def test_thinking_blocks_moved_across_turns_are_refused(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 3)
     messages[1]["content"][0], messages[3]["content"][1] = messages[3]["content"][1], messages[1]["content"][0]
 
-    assert BOUND in refused(client, messages)
+    assert BOUND in refused(sdk, messages)
 
 
-def test_dropping_a_leading_run_of_thinking_blocks_is_accepted(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 3)
+def test_dropping_a_leading_run_of_thinking_blocks_is_accepted(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 3)
     del messages[1]["content"][0]  # the oldest block
     del messages[3]["content"][:2]  # and the next two: still a leading run
 
-    assert ask(client, messages).stop_reason == "end_turn"
+    assert ask(sdk, messages).stop_reason == "end_turn"
 
 
 def test_an_edited_earlier_turn_binds_every_later_thinking_block_to_another_conversation(
-        client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 3)
+        sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 3)
     messages[2]["content"][0]["content"] = "shortened"
 
-    assert refused(client, messages).startswith(f"messages.3.content.0: Invalid `data` in `redacted_thinking` block. "
+    assert refused(sdk, messages).startswith(f"messages.3.content.0: Invalid `data` in `redacted_thinking` block. "
                                                 f"{BOUND}")
 
 
-def test_with_drop_block_the_invalidated_blocks_are_dropped_and_reported(client: anthropic.Anthropic,
+def test_with_drop_block_the_invalidated_blocks_are_dropped_and_reported(sdk: anthropic.Anthropic,
                                                                          server: ScriptedModelServer) -> None:
-    messages = conversation(client, 3)
+    messages = conversation(sdk, 3)
     messages[2]["content"][0]["content"] = "shortened"
     dropped_before = server.thinking_dropped
 
-    reply = ask(client, messages, thinking=DROP_BLOCK, extra_headers={"anthropic-beta": BETA})
+    reply = ask(sdk, messages, thinking=DROP_BLOCK, extra_headers={"anthropic-beta": BETA})
 
     assert reply.stop_reason == "end_turn"
     paths = [entry["path"] for entry in reply.input_transformations]
@@ -239,124 +219,124 @@ def test_with_drop_block_the_invalidated_blocks_are_dropped_and_reported(client:
     assert server.thinking_dropped - dropped_before == 3
     # The next turn, produced on the edited history, is valid from then on: only the old blocks go again.
     later = [*messages, turn_of(reply), {"role": "user", "content": "Is there anything else?"}]
-    again = ask(client, later, thinking=DROP_BLOCK, extra_headers={"anthropic-beta": BETA})
+    again = ask(sdk, later, thinking=DROP_BLOCK, extra_headers={"anthropic-beta": BETA})
     assert [entry["path"] for entry in again.input_transformations] == paths
 
 
-def test_drop_block_without_the_beta_header_is_refused(client: anthropic.Anthropic) -> None:
-    message = refused(client, opening(), thinking=DROP_BLOCK)
+def test_drop_block_without_the_beta_header_is_refused(sdk: anthropic.Anthropic) -> None:
+    message = refused(sdk, opening(), thinking=DROP_BLOCK)
 
     assert BETA in message
 
 
-def test_a_cache_breakpoint_on_a_thinking_block_is_refused(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 1)
+def test_a_cache_breakpoint_on_a_thinking_block_is_refused(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 1)
     messages[1]["content"][0]["cache_control"] = {"type": "ephemeral"}
 
-    assert "cache_control" in refused(client, messages)
+    assert "cache_control" in refused(sdk, messages)
 
 
-def test_moving_cache_breakpoints_elsewhere_changes_nothing(client: anthropic.Anthropic) -> None:
-    messages = conversation(client, 2)
+def test_moving_cache_breakpoints_elsewhere_changes_nothing(sdk: anthropic.Anthropic) -> None:
+    messages = conversation(sdk, 2)
     messages[0]["content"][0]["cache_control"] = {"type": "ephemeral"}
     messages[2]["content"][0]["cache_control"] = {"type": "ephemeral"}
 
-    assert ask(client, messages).stop_reason == "tool_use"
+    assert ask(sdk, messages).stop_reason == "tool_use"
 
 
 # -- what Sonnet 5.5 refuses in a request ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "bash"}])
-def test_forced_tool_use_is_refused(client: anthropic.Anthropic, choice: dict[str, Any]) -> None:
-    assert refused(client, opening(), tool_choice=choice) == \
+def test_forced_tool_use_is_refused(sdk: anthropic.Anthropic, choice: dict[str, Any]) -> None:
+    assert refused(sdk, opening(), tool_choice=choice) == \
         'tool_choice: type "tool" and "any" are not supported for this model.'
 
 
 @pytest.mark.parametrize("choice", [{"type": "auto"}, {"type": "none"}])
-def test_auto_and_none_tool_choice_are_accepted(client: anthropic.Anthropic, choice: dict[str, Any]) -> None:
-    assert ask(client, opening(), tool_choice=choice).content
+def test_auto_and_none_tool_choice_are_accepted(sdk: anthropic.Anthropic, choice: dict[str, Any]) -> None:
+    assert ask(sdk, opening(), tool_choice=choice).content
 
 
 @pytest.mark.parametrize("option", [{"temperature": 0.2}, {"top_p": 0.9}, {"top_k": 40}])
-def test_non_default_sampling_parameters_are_refused(client: anthropic.Anthropic, option: dict[str, Any]) -> None:
+def test_non_default_sampling_parameters_are_refused(sdk: anthropic.Anthropic, option: dict[str, Any]) -> None:
     [(name, _)] = option.items()
 
     # The SDK no longer takes sampling parameters as arguments; older code sends them all the same.
-    assert refused(client, opening(), extra_body=option) == f"`{name}` is deprecated for this model."
+    assert refused(sdk, opening(), extra_body=option) == f"`{name}` is deprecated for this model."
 
 
-def test_the_default_temperature_is_accepted(client: anthropic.Anthropic) -> None:
-    assert ask(client, opening(), extra_body={"temperature": 1.0}).content
+def test_the_default_temperature_is_accepted(sdk: anthropic.Anthropic) -> None:
+    assert ask(sdk, opening(), extra_body={"temperature": 1.0}).content
 
 
-def test_thinking_cannot_be_disabled(client: anthropic.Anthropic) -> None:
-    assert "between_tools" in refused(client, opening(), thinking={"type": "disabled"})
+def test_thinking_cannot_be_disabled(sdk: anthropic.Anthropic) -> None:
+    assert "between_tools" in refused(sdk, opening(), thinking={"type": "disabled"})
 
 
 # -- stop reasons ------------------------------------------------------------------------------------
 
 
-def test_max_tokens_cuts_a_tool_call_in_the_middle(client: anthropic.Anthropic, server: ScriptedModelServer) -> None:
-    messages = conversation(client, 1)
+def test_max_tokens_cuts_a_tool_call_in_the_middle(sdk: anthropic.Anthropic, server: ScriptedModelServer) -> None:
+    messages = conversation(sdk, 1)
     server.stop_next("max_tokens")
 
-    reply = ask(client, messages)
+    reply = ask(sdk, messages)
 
     assert reply.stop_reason == "max_tokens"
     assert [block.type for block in reply.content][-1] == "tool_use"
     assert reply.content[-1].input == {"command": "create", "path": SLUGIFY.module_path}  # file_text never came
     # Answered (the call not run), the same step comes again, whole.
-    again = ask(client, answered(messages, reply, "not run: cut off"))
+    again = ask(sdk, answered(messages, reply, "not run: cut off"))
     assert again.content[-1].input["file_text"] == SLUGIFY.code
 
 
 def test_pause_turn_is_thinking_only_and_the_paused_turn_sent_back_is_continued(
-        client: anthropic.Anthropic, server: ScriptedModelServer) -> None:
+        sdk: anthropic.Anthropic, server: ScriptedModelServer) -> None:
     server.stop_next("pause_turn")
 
-    paused = ask(client, opening())
+    paused = ask(sdk, opening())
 
     assert paused.stop_reason == "pause_turn"
     assert [block.type for block in paused.content] == ["thinking"]
-    rest = ask(client, [*opening(), turn_of(paused)])
+    rest = ask(sdk, [*opening(), turn_of(paused)])
     assert [block.type for block in rest.content] == ["tool_use"]
     assert rest.content[0].input == {"command": "view", "path": ROOT}
 
 
-def test_refusal_is_an_empty_reply_with_its_details(client: anthropic.Anthropic, server: ScriptedModelServer) -> None:
+def test_refusal_is_an_empty_reply_with_its_details(sdk: anthropic.Anthropic, server: ScriptedModelServer) -> None:
     server.stop_next("refusal")
 
-    reply = ask(client, opening())
+    reply = ask(sdk, opening())
 
     assert (reply.stop_reason, reply.content) == ("refusal", [])
     assert reply.stop_details.type == "refusal" and reply.stop_details.category
 
 
-def test_model_context_window_exceeded_on_demand(client: anthropic.Anthropic, server: ScriptedModelServer) -> None:
+def test_model_context_window_exceeded_on_demand(sdk: anthropic.Anthropic, server: ScriptedModelServer) -> None:
     server.stop_next("model_context_window_exceeded")
 
-    reply = ask(client, opening())
+    reply = ask(sdk, opening())
 
     assert reply.stop_reason == "model_context_window_exceeded"
 
 
 def test_a_prompt_over_the_window_is_refused_and_one_whose_output_would_overrun_it_stops_at_the_window() -> None:
     with ScriptedModelServer(KEY, style="sonnet-5-5", context_window=500) as small, \
-            anthropic.Anthropic(api_key=KEY, base_url=small.url, max_retries=0) as client:
+            anthropic.Anthropic(api_key=KEY, base_url=small.url, max_retries=0) as sdk:
         with pytest.raises(anthropic.BadRequestError, match=r"prompt is too long: \d+ tokens > 500 maximum"):
-            ask(client, opening())
+            ask(sdk, opening())
         short = [{"role": "user", "content": "Hello"}]
-        reply = client.messages.create(model=MODEL, max_tokens=8192, messages=short)
+        reply = sdk.messages.create(model=MODEL, max_tokens=8192, messages=short)
         assert reply.stop_reason == "model_context_window_exceeded"
-        assert client.messages.create(model=MODEL, max_tokens=100, messages=short).stop_reason == "end_turn"
+        assert sdk.messages.create(model=MODEL, max_tokens=100, messages=short).stop_reason == "end_turn"
 
 
-def test_an_issue_directive_ends_a_step_once_with_the_stop_reason_asked(client: anthropic.Anthropic) -> None:
+def test_an_issue_directive_ends_a_step_once_with_the_stop_reason_asked(sdk: anthropic.Anthropic) -> None:
     messages = opening(SLUGIFY.body + "\nasm-sandbox: stop=max_tokens@0")
 
-    cut = ask(client, messages)
-    whole = ask(client, answered(messages, cut, "not run"))
+    cut = ask(sdk, messages)
+    whole = ask(sdk, answered(messages, cut, "not run"))
 
     assert cut.stop_reason == "max_tokens" and cut.content[-1].input == {"command": "view"}
     assert whole.stop_reason == "tool_use" and whole.content[-1].input == {"command": "view", "path": ROOT}
@@ -364,23 +344,23 @@ def test_an_issue_directive_ends_a_step_once_with_the_stop_reason_asked(client: 
 
 def test_the_default_style_has_no_thinking_and_its_stops_too() -> None:
     with ScriptedModelServer(KEY) as plain, \
-            anthropic.Anthropic(api_key=KEY, base_url=plain.url, max_retries=0) as client:
+            anthropic.Anthropic(api_key=KEY, base_url=plain.url, max_retries=0) as sdk:
         plain.stop_next("max_tokens")
-        reply = ask(client, opening())
+        reply = ask(sdk, opening())
         assert [block.type for block in reply.content] == ["tool_use"]
         assert reply.stop_reason == "max_tokens"
-        assert ask(client, opening(), extra_body={"temperature": 0.2}).content  # no Sonnet 5.5 rules here
+        assert ask(sdk, opening(), extra_body={"temperature": 0.2}).content  # no Sonnet 5.5 rules here
 
 
 # -- retry headers -----------------------------------------------------------------------------------
 
 
-def test_a_failure_can_carry_retry_after_ms_and_x_should_retry(client: anthropic.Anthropic,
+def test_a_failure_can_carry_retry_after_ms_and_x_should_retry(sdk: anthropic.Anthropic,
                                                                server: ScriptedModelServer) -> None:
     server.fail_next(529, retry_after=2, retry_after_ms=1500, should_retry=False)
 
     with pytest.raises(anthropic.InternalServerError) as caught:
-        ask(client, opening())
+        ask(sdk, opening())
 
     headers = caught.value.response.headers
     assert (headers["retry-after"], headers["retry-after-ms"], headers["x-should-retry"]) == ("2", "1500", "false")

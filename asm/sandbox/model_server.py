@@ -92,6 +92,15 @@ class ScriptedModelServer:
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
+    def reset(self) -> None:
+        """Forget what earlier callers asked for and left behind: queued failures and stop reasons, the
+        prompt cache, the call count (one running server serves many tests)."""
+        with self.lock:
+            self.failures.clear()
+            self.stops.clear()
+            self.cache.clear()
+            self.calls = 0
+
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
