@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from redis.connection import parse_url
 
 from asm.errors import ConfigError
 from asm.spend.cost import Price, parse_prices, price_for
@@ -40,17 +41,94 @@ class _Words(str):
     """What a user reads when a value breaks its type's rule: pydantic's own text names types, not settings."""
 
 
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # use with match
+# Split what follows scheme:// on it: the first part is the user, password, host and port, as written.
+URL_AUTHORITY = re.compile(r"[/?#]")
+HOST_PORT = re.compile(r"(\[[^\[\]@]*\]|[^\[\]:@]*)(?::([0-9]*))?")  # use with fullmatch
+
+
+def _clean_host_port(text: str) -> bool:
+    """Whether text is a host, an optional port from 0 to 65535 after it, and nothing else."""
+    match = HOST_PORT.fullmatch(text)
+    return match is not None and int(match.group(2) or 0) <= 65535
+
+
+def _cut_short(url: str) -> bool:
+    """Whether a / ? # [ or ] in the URL's user or password seems to have broken it, leaving its parts uncertain.
+
+    An @ belongs after the user and password, and in a query parameter's value (`?password=p@ss`). One in the path
+    after a user, host or port, in the fragment, in a parameter's name, or after a host and port that do not parse,
+    is where a password holding a / ? or # really ended. A [ or ] before the @ is a password's too.
+    """
+    rest = url[match.end():] if (match := URL_SCHEME.match(url)) else url
+    authority = URL_AUTHORITY.split(rest, maxsplit=1)[0]
+    after = rest[len(authority):]
+    user_password, _, host_port = authority.rpartition("@")
+    if re.search(r"[\[\]]", user_password):
+        return True
+    if "@" not in after:
+        return False
+    path_and_query, _, fragment = after.partition("#")
+    path, _, query = path_and_query.partition("?")
+    return ("@" in fragment or (bool(authority) and "@" in path)
+            or any("@" in segment.partition("=")[0] for segment in query.split("&"))
+            or not _clean_host_port(host_port))
+
+
+PASSWORD_CHARACTERS = "seems to have a / ? # [ or ] in its user or password; write them as %2F %3F %23 %5B %5D"
+
+
 def _redis_url(url: str) -> str:
     if not re.match(r"^(redis|rediss|unix)://", url):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    if _cut_short(url):
+        raise ValueError(PASSWORD_CHARACTERS)
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
-    except ValueError:
-        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    except ValueError:  # a [ or ] out of place, or around what is not an IPv6 address
+        raise ValueError("has a host that is not a name, an IPv4 address or an [IPv6] address") from None
+    try:
+        port = parts.port
+    except ValueError:  # not a number from 0 to 65535
+        port = 0
+    if port == 0:  # redis-py would quietly use 6379 for a port of 0
+        raise ValueError("has a port that is not a number from 1 to 65535")
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("names no host")
+    try:
+        parse_url(url)  # what redis-py will make of it, query parameters included
+    except (TypeError, ValueError):
+        raise ValueError("has a query parameter whose value redis-py cannot read") from None
     return url
+
+
+def _redis_url_shown(url: str) -> str | None:
+    """At most scheme://host:port of a Redis URL, never its user, password, path or query; None when even that
+    may hold part of a password."""
+    if not URL_SCHEME.match(url) or _cut_short(url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:  # not shown: with no @, the "host:port" may be a user:password with the @host forgotten
+        port = None
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}{'' if port is None else f':{port}'}"
+
+
+def _redis_passwords(url: str) -> tuple[str, ...]:
+    """The password redis-py will send for a Redis URL, decoded, then each password in the URL as written."""
+    sent = parse_url(url).get("password")
+    parts = urlsplit(url)
+    written = [parts.password or "", unquote(parts.password or "")]
+    for segment in parts.query.split("&"):
+        key, _, value = segment.partition("=")
+        if "password" in unquote_plus(key).lower():
+            written += [value, unquote_plus(value)]
+    return tuple(s for s in (sent if isinstance(sent, str) else "", *written) if s)
 
 
 def _owner_name(repo: str) -> str:
@@ -97,7 +175,7 @@ LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], B
 
 
 class Settings(BaseSettings):
-    """Everything asm can be told, with DESIGN.md's names and defaults, in the order of its table."""
+    """Everything asm can be told: each setting, the variable it is read from, and its default."""
 
     model_config = SettingsConfigDict(
         frozen=True,
@@ -105,7 +183,7 @@ class Settings(BaseSettings):
         alias_generator=AliasGenerator(validation_alias=lambda field: f"ASM_{field.upper()}"),
         case_sensitive=True,
         enable_decoding=False,  # ASM_REPOS and ASM_PRICES have their own syntax, not JSON
-        validate_default=False,  # the defaults are DESIGN.md's; "" for a URL means the SDK's own
+        validate_default=False,  # the defaults below are valid as written; "" for a URL means the SDK's own
         use_attribute_docstrings=True,
     )
 
@@ -193,10 +271,13 @@ class Settings(BaseSettings):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The secret values in play, for redaction (passwords in ASM_REDIS_URL and ASM_FLOWER_AUTH included)."""
-        redis_password = urlsplit(self.redis_url).password or ""
+        """The secret values in play, for redaction (passwords in ASM_REDIS_URL and ASM_FLOWER_AUTH included).
+
+        ASM_REDIS_URL's is the password redis-py will send (the user part's, else `?password=`'s, percent-decoded),
+        with every password in the URL as written besides.
+        """
         flower_password = self.flower_auth.partition(":")[2]
-        values = (self.github_token, self.anthropic_api_key, redis_password, flower_password)
+        values = (self.github_token, self.anthropic_api_key, *_redis_passwords(self.redis_url), flower_password)
         return tuple(dict.fromkeys(s for s in values if s))
 
 
@@ -209,8 +290,28 @@ class _Variables(EnvSettingsSource):
 
 
 def without_password(url: str) -> str:
-    """A URL fit for a message: user and password replaced by ***."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
+    """A URL fit for a message: user and password replaced by ***, and so is each `?password=` value; no fragment.
+
+    When a / ? # [ or ] in a password leaves its end uncertain, all up to the URL's last @ is replaced; all after
+    scheme:// when even that could cut a query's password in two, or when there is no @ at all (`user:password`).
+    """
+    scheme = URL_SCHEME.match(url)
+    if not scheme:  # not a URL; a user:password@ in it all the same
+        return f"***@{url.rpartition('@')[2]}" if "@" in url else url
+    rest = url[scheme.end():]
+    authority = URL_AUTHORITY.split(rest, maxsplit=1)[0]
+    cut_short = _cut_short(url)
+    if "@" in authority and not cut_short:
+        rest = "***@" + rest[authority.rindex("@") + 1:]
+    elif cut_short or not _clean_host_port(authority):
+        before, at, after = rest.rpartition("@")
+        if not at or "=" in before:
+            return f"{url[:scheme.end()]}***"
+        rest = f"***@{after}"
+    address, _, query = rest.partition("#")[0].partition("?")
+    segments = [f"{key}=***" if sep and "password" in unquote_plus(key).lower() else f"{key}{sep}{value}"
+                for key, sep, value in (segment.partition("=") for segment in query.split("&"))]
+    return f"{url[:scheme.end()]}{address}{'?' + '&'.join(segments) if query else ''}"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -242,8 +343,10 @@ def _one_line(error: ErrorDetails, variables: Mapping[str, str]) -> str:
     field = next(f for f in Settings.model_fields.values() if f.validation_alias == variable)
     rule = next((m for m in field.metadata if isinstance(m, _Words)), error["msg"])
     words = str(error["ctx"]["error"]) if error["type"] == "value_error" else rule
-    shown = "(not shown)" if variable in SECRET_VARIABLES else repr(without_password(variables[variable].strip()))
-    return f"{variable}={shown}: {words}"
+    value = variables[variable].strip()
+    shown = (None if variable in SECRET_VARIABLES else _redis_url_shown(value) if variable == "ASM_REDIS_URL"
+             else without_password(value))
+    return f"{variable}={'(not shown)' if shown is None else repr(shown)}: {words}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:

@@ -47,6 +47,14 @@ class ModelRefused(AsmError):
     """The model ended its reply with a refusal: it declined to go on with this issue; asking again will not help."""
 
 
+class PromptTooLong(AsmError):
+    """The API counted the prompt above the model's context window (a 400): the conversation must shrink."""
+
+    def __init__(self, message: str, counted_tokens: int | None) -> None:
+        super().__init__(message)
+        self.counted_tokens = counted_tokens  # the API's own count, when it said it
+
+
 class FleetPaused(AsmError):
     """The model account cannot be used (no credit, key refused, model unknown): the whole fleet must pause."""
 

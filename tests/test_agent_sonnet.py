@@ -281,6 +281,31 @@ def test_a_full_context_window_trims_and_retries_once(model: ModelClient, worksp
     assert server.thinking_dropped > dropped
 
 
+def test_a_prompt_the_api_counts_above_the_window_is_trimmed_and_sent_again(workspace: WorkingTree,
+                                                                           tmp_path: Path) -> None:
+    # A model whose tokenizer counts one token a character: the guard's four-characters-a-token estimate
+    # falls short, and the API's 400 "prompt is too long" is what tells the loop.
+    with ScriptedModelServer(KEY, style="sonnet-5-5", chars_per_token=1) as dense, \
+            anthropic.Anthropic(api_key=KEY, base_url=dense.url, max_retries=0) as sdk:
+        dense.output_tokens_per_call = 50  # short replies: only the prompt can overrun the window
+        roomy = Meter()
+        architect(client_for(sdk), roomy, workspace, tmp_path / "roomy.json", big_view=True)[1]()
+        counted = [usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens for usage in roomy.charges]
+        window = (counted[1] + counted[2]) // 2  # the long listing fits while it is the latest turn, not after
+        assert counted[1] + 50 <= window < counted[2]
+        dense.context_window = window
+        (workspace.root / SLUGIFY.module_path).unlink()
+        meter = Meter()
+
+        result = architect(client_for(sdk, window), meter, workspace, tmp_path / "a.json", big_view=True)[1]()
+
+    assert "slugify" in result.summary
+    assert len(meter.prompt_sizes) == len(roomy.prompt_sizes) + 1  # the refused call, and the same call trimmed
+    assert meter.prompt_sizes[:3] == roomy.prompt_sizes[:3]  # the guard's estimate saw nothing to trim
+    assert meter.prompt_sizes[3] < meter.prompt_sizes[2] - BIG // 2
+    assert saved(tmp_path / "a.json")[2]["content"][0]["content"] == f"[{BIG:,} {TRIM_NOTE}"
+
+
 def test_a_context_window_full_again_after_trimming_ends_the_role(model: ModelClient, workspace: WorkingTree,
                                                                  server: ScriptedModelServer, tmp_path: Path) -> None:
     meter = Meter({3: lambda: server.stop_next("model_context_window_exceeded", count=2)})
@@ -344,6 +369,17 @@ def test_trimming_goes_oldest_first_and_leaves_the_issue_the_latest_turn_and_thi
     assert messages[4]["content"][0]["content"] == "y" * 3000  # enough was dropped already
     assert [messages[k] for k in (0, 1, 3, 5, 6)] == [json.loads(before)[k] for k in (0, 1, 3, 5, 6)]
     assert trim_tool_results(messages, 10_000) < 3000  # a note is never trimmed again; the latest turn never
+
+
+def test_a_paused_turn_keeps_the_tool_results_it_answers_whole() -> None:
+    paused = {"role": "assistant", "content": [{"type": "thinking", "thinking": "", "signature": "s" * 50}]}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "issue"}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "bash", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "y" * 3000}]},
+                paused]
+
+    assert trim_tool_results(messages, 2000) == 0
+    assert messages[2]["content"][0]["content"] == "y" * 3000
 
 
 # -- the transcript, every turn ----------------------------------------------------------------------

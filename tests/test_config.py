@@ -1,14 +1,16 @@
-"""Settings: DESIGN.md's defaults, every variable parsed, every malformed value named in the error."""
+"""Settings: the documented defaults, every variable parsed, every malformed value named in the error."""
 
 from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from urllib.parse import unquote, unquote_plus
 
 import pytest
 from pydantic import ValidationError
+from redis.connection import parse_url
 
-from asm.config import SECRET_VARIABLES, Settings, load_settings, read_dotenv, require
+from asm.config import SECRET_VARIABLES, Settings, load_settings, read_dotenv, require, without_password
 from asm.errors import ConfigError
 from asm.spend.cost import PRICES, Price
 
@@ -154,6 +156,11 @@ MALFORMED = [
         ("ASM_GITHUB_WRITE_INTERVAL", "-0.5"),
         ("ASM_AUTO_MERGE", "maybe"),
         ("ASM_REDIS_URL", "http://x"),
+        ("ASM_REDIS_URL", "redis://localhost:0/0"),
+        ("ASM_REDIS_URL", "redis://localhost:70000/0"),
+        ("ASM_REDIS_URL", "redis://localhost:63a9/0"),
+        ("ASM_REDIS_URL", "redis://:pa/ss@localhost:6379/0"),
+        ("ASM_REDIS_URL", "redis://localhost/0?db=first"),
         ("ASM_GITHUB_URL", "ftp://x"),
         ("ANTHROPIC_BASE_URL", "localhost:8765"),
         ("LOG_LEVEL", "LOUD"),
@@ -204,7 +211,7 @@ def test_the_error_is_one_line_of_asm_s_never_pydantic_s(variable: str, value: s
         ({"ASM_AUTO_MERGE": "maybe"}, "ASM_AUTO_MERGE='maybe': must be true or false"),
         ({"ASM_REPOS": "acme/shop, nope"}, "ASM_REPOS='acme/shop, nope': 'nope' is not in owner/name form"),
         ({"ASM_GITHUB_URL": "ftp://x"}, "ASM_GITHUB_URL='ftp://x': must be an http(s) URL"),
-        ({"ASM_REDIS_URL": "redis:///0"}, "ASM_REDIS_URL='redis:///0': names no host"),
+        ({"ASM_REDIS_URL": "redis:///0"}, "ASM_REDIS_URL='redis://': names no host"),
         ({"ASM_READY_LABEL": "a,b"}, "ASM_READY_LABEL='a,b': must be one non-empty label name"),
         ({"ASM_SANDBOX": "docker"}, "ASM_SANDBOX='docker': must be bwrap or off"),
         ({"ASM_TRUSTED_PERMISSION": "owner"},
@@ -420,3 +427,140 @@ def test_secrets_stay_out_of_the_settings_repr() -> None:
     settings = load({"GITHUB_TOKEN": "ghp_x1", "ANTHROPIC_API_KEY": "sk-ant-y1", "ASM_FLOWER_AUTH": "u:pw1"})
 
     assert all(secret not in repr(settings) for secret in ("ghp_x1", "sk-ant-y1", "u:pw1"))
+
+
+# -- ASM_REDIS_URL's password: never shown, always redacted --------------------------------------------
+
+# Passwords no message word, host or port contains three characters of; each is attacked as written in the URL.
+BAD_REDIS_URLS = [
+    ("redis://:Kq7/Zw9xV@redis.internal:6379/0", "Kq7/Zw9xV"),
+    ("redis://asm:Kq7/Zw@9xV@redis.internal:6379/0", "Kq7/Zw@9xV"),
+    ("redis://asm:Kq7@Zw/9xV@redis.internal:6379/0", "Kq7@Zw/9xV"),
+    ("redis://:Kq7?Zw9xV@redis.internal/0", "Kq7?Zw9xV"),
+    ("redis://:Kq7#Zw9xV@redis.internal/0", "Kq7#Zw9xV"),
+    ("redis://:Kq7[Zw]9xV@redis.internal/0", "Kq7[Zw]9xV"),
+    ("redis://asm:Kq7@Zw9xV@redis.internal:0/0", "Kq7@Zw9xV"),
+    ("redis://asm:Kq7%40Zw9xV@redis.internal:70000/0", "Kq7%40Zw9xV"),
+    ("redis://asm:Kq7Zw9xV@redis.internal:63a9/0", "Kq7Zw9xV"),
+    ("redis://asm:Kq7Zw9xV", "Kq7Zw9xV"),  # @host forgotten: the "port" is the password
+    ("redis://asm:123456789", "123456789"),
+    ("redis://:Kq7Zw9xV@redis.internal:70000/0?password=Qm4Tn8Rw", "Kq7Zw9xV Qm4Tn8Rw"),
+    ("redis://redis.internal:0/0?password=Kq7%40Zw9xV", "Kq7%40Zw9xV"),
+    ("redis://redis.internal:63a9/0?password=Kq7@Zw9xV", "Kq7@Zw9xV"),
+    ("redis://redis.internal/0?password=Kq7#Zw@9xV", "Kq7#Zw@9xV"),
+    ("redis://:Kq7/Zw9xV@redis.internal/0?password=Qm4@Tn8Rw", "Kq7/Zw9xV Qm4@Tn8Rw"),
+    ("http://asm:Kq7/Zw9xV@redis.internal/0", "Kq7/Zw9xV"),
+    ("asm:Kq7Zw9xV@redis.internal:6379", "Kq7Zw9xV"),
+]
+GOOD_REDIS_URLS = [
+    ("redis://asm:Kq7Zw9xV@redis.internal:6379/0", "Kq7Zw9xV"),
+    ("redis://asm:Kq7@Zw9xV@redis.internal:6379/0", "Kq7@Zw9xV"),
+    ("redis://:Kq7:Zw9xV@redis.internal/0", "Kq7:Zw9xV"),
+    ("redis://asm:Kq7%40Zw9xV@redis.internal/0", "Kq7%40Zw9xV"),
+    ("redis://asm:Kq7%2FZw%3F9xV@redis.internal/0", "Kq7%2FZw%3F9xV"),
+    ("redis://redis.internal:6379/0?password=Kq7Zw9xV", "Kq7Zw9xV"),
+    ("redis://redis.internal/0?db=1&password=Kq7%40Zw9xV", "Kq7%40Zw9xV"),
+    ("redis://redis.internal/0?password=Kq7@Zw+9xV", "Kq7@Zw+9xV"),
+    ("redis://:Kq7Zw9xV@redis.internal/0?password=Qm4Tn8Rw", "Kq7Zw9xV Qm4Tn8Rw"),
+    ("rediss://asm:Kq7%23Zw9xV@redis.internal:6380/1", "Kq7%23Zw9xV"),
+    ("unix://:Kq7%40Zw9xV@/run/redis.sock?db=1", "Kq7%40Zw9xV"),
+]
+
+
+def fragments(passwords: str) -> set[str]:
+    """Every 3 characters of each password, as written and percent-decoded (+ too, as a query's value)."""
+    forms = {form for written in passwords.split() for form in (written, unquote(written), unquote_plus(written))}
+    return {form[i:i + 3] for form in forms for i in range(len(form) - 2)}
+
+
+@pytest.mark.parametrize(("url", "passwords"), BAD_REDIS_URLS)
+def test_a_bad_redis_url_is_one_line_naming_the_variable_and_no_part_of_its_password(url: str, passwords: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"ASM_REDIS_URL": url})
+
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("ASM_REDIS_URL=")
+    printed = "".join(traceback.format_exception(caught.value))
+    assert not {fragment for fragment in fragments(passwords) if fragment in printed}, message
+
+
+CHARACTERS = "seems to have a / ? # [ or ] in its user or password; write them as %2F %3F %23 %5B %5D"
+PORT = "has a port that is not a number from 1 to 65535"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://:pa/ss@host:6379/0",
+         f"ASM_REDIS_URL=(not shown): {CHARACTERS}"),
+        ("redis://:pa?ss@host:6379/0",
+         f"ASM_REDIS_URL=(not shown): {CHARACTERS}"),
+        ("redis://:pa@ss/x@host:6379/0",
+         f"ASM_REDIS_URL=(not shown): {CHARACTERS}"),
+        ("redis://:pa@ss@host:0/0", f"ASM_REDIS_URL='redis://host:0': {PORT}"),
+        ("redis://:pa@ss@host:70000/0", f"ASM_REDIS_URL='redis://host': {PORT}"),
+        ("redis://:pass@host:63a9/0", f"ASM_REDIS_URL='redis://host': {PORT}"),
+        ("redis://asm:secret", f"ASM_REDIS_URL='redis://asm': {PORT}"),
+        ("redis://:pass@[::1]:6379/0?password=x&db=zero",
+         "ASM_REDIS_URL='redis://[::1]:6379': has a query parameter whose value redis-py cannot read"),
+        ("redis://[not-v6]:6379/0",
+         "ASM_REDIS_URL=(not shown): has a host that is not a name, an IPv4 address or an [IPv6] address"),
+        ("http://:pass@host:6379/0?password=x",
+         "ASM_REDIS_URL='http://host:6379': must be a redis://, rediss:// or unix:// URL"),
+        ("host:6379", "ASM_REDIS_URL=(not shown): must be a redis://, rediss:// or unix:// URL"),
+    ],
+)
+def test_a_bad_redis_url_shows_at_most_scheme_host_and_port_and_the_right_reason(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"ASM_REDIS_URL": url})
+
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("url", "passwords"), GOOD_REDIS_URLS)
+def test_secrets_hold_the_redis_password_redis_py_sends_and_each_as_written(url: str, passwords: str) -> None:
+    secrets = load({"ASM_REDIS_URL": url}).secrets
+
+    assert parse_url(url)["password"] in secrets
+    for written in passwords.split():
+        assert written in secrets
+        assert unquote_plus(written) in secrets if "?" in url else unquote(written) in secrets
+
+
+def test_secrets_hold_the_decoded_redis_password_not_only_the_encoded_one() -> None:
+    assert load({"ASM_REDIS_URL": "redis://asm:p%40ss-word@host/0"}).secrets == ("p@ss-word", "p%40ss-word")
+    assert load({"ASM_REDIS_URL": "redis://host/0?password=p%40ss-word"}).secrets == ("p@ss-word", "p%40ss-word")
+    assert load({"ASM_REDIS_URL": "redis://asm:pass-word@host/0"}).secrets == ("pass-word",)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis://user:pass@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://:pass@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://:pa@ss@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://:pa/ss@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://:pa?ss@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://:pa#ss@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://:pa@ss/x@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://u:p%40ss@host:6379/0", "redis://***@host:6379/0"),
+        ("redis://host:6379/0?password=secret&db=1", "redis://host:6379/0?password=***&db=1"),
+        ("redis://host:6379/0?db=1&pass%77ord=secret", "redis://host:6379/0?db=1&pass%77ord=***"),
+        ("redis://host/0?password=p@ss", "redis://host/0?password=***"),
+        ("redis://:pa/ss@host/0?password=p@ss", "redis://***"),
+        ("redis://user:secret", "redis://***"),
+        ("unix://:pass@/run/redis.sock?db=1", "unix://***@/run/redis.sock?db=1"),
+        ("unix:///run/redis@1.sock", "unix:///run/redis@1.sock"),
+        ("https://user:token@ghe.example.com/api/v3", "https://***@ghe.example.com/api/v3"),
+    ],
+)
+def test_without_password_masks_every_shape_of_password(url: str, shown: str) -> None:
+    assert without_password(url) == shown
+
+
+@pytest.mark.parametrize(("url", "passwords"), BAD_REDIS_URLS + GOOD_REDIS_URLS)
+def test_without_password_shows_no_part_of_a_password(url: str, passwords: str) -> None:
+    shown = without_password(url)
+
+    assert not {fragment for fragment in fragments(passwords) if fragment in shown}, shown

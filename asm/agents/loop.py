@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asm.agents.tools import ToolResult
-from asm.errors import AsmError, ModelRefused, TurnLimitReached
+from asm.errors import AsmError, ModelRefused, PromptTooLong, TurnLimitReached
+from asm.files import write_private
 from asm.spend.cost import MAX_OUTPUT_TOKENS, Usage
 
 if TYPE_CHECKING:  # the SDK takes seconds to import; `asm status` should not pay for it
@@ -51,6 +51,9 @@ THINKING = ("thinking", "redacted_thinking")
 CHARS_PER_TOKEN = 4
 # After the API said a request overflowed, the retry is at least this much smaller than it was.
 OVERFLOW_SHRINK = 0.75
+# The API refuses an empty assistant turn in the history: an empty reply is kept as this text, which
+# is never taken for what the role said.
+NO_REPLY = "(no reply)"
 TRIM_NOTE = "characters of this tool result were dropped to fit the model's context window]"
 CUT_TEXT = ("Your last reply was cut off at the output limit (max_tokens). Go on from where it stopped, "
             "in shorter steps.")
@@ -149,11 +152,18 @@ class Agent:
     def step(self, system: str, messages: list[dict[str, Any]], definitions: list[dict[str, Any]],
              finals: Mapping[str, FinalTool]) -> AgentResult | None:
         """One model call and what its stop reason asks for; the role's result once it is done."""
-        reply = self.call(system, messages, definitions)
+        try:
+            reply = self.call(system, messages, definitions)
+        except PromptTooLong as too_long:  # the guard's estimate was short of the API's count
+            self.overflow(too_long.counted_tokens)
+            return None
         if reply.stop_reason == "model_context_window_exceeded":
-            self.overflow(reply)
+            usage = Usage.from_api(reply.usage)
+            self.overflow(usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens)
             return None
         self.overflowed = False
+        if reply.stop_reason == "pause_turn" and not reply.content:
+            return None  # nothing to continue from: the same conversation goes back
         record(messages, reply)
         if reply.stop_reason == "refusal":
             raise ModelRefused(refusal_text(reply))
@@ -246,17 +256,17 @@ class Agent:
         log.info("trimmed earlier tool results to fit the model's context window")
         return request
 
-    def overflow(self, reply: Message) -> None:
-        """The API counted more than the guard estimated: aim below what overflowed, scaled by the API's own
-        count of that request, and let the next call try again (once)."""
+    def overflow(self, counted: int | None) -> None:
+        """The API counted more than the guard estimated (a reply stopped at the window, or a 400 for the
+        prompt): aim below what overflowed, scaled by the API's own count of that request when it gave
+        one, and let the next call try again (once)."""
         if self.overflowed:
             raise AsmError(f"the model's context window ({self.model.context_window:,} tokens) filled up again "
                            "right after the conversation was trimmed to fit it")
         self.overflowed = True
-        usage = Usage.from_api(reply.usage)
-        counted = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
         room_tokens = self.model.context_window - MAX_OUTPUT_TOKENS
-        self.room = min(self.room, int(self.request_chars * min(room_tokens / max(counted, 1), OVERFLOW_SHRINK)))
+        scale = min(room_tokens / counted, OVERFLOW_SHRINK) if counted else OVERFLOW_SHRINK
+        self.room = min(self.room, int(self.request_chars * scale))
         log.warning("the reply filled the model's context window; trimming to %d characters and retrying", self.room)
 
     def save(self, system: str, messages: list[dict[str, Any]]) -> None:
@@ -270,10 +280,12 @@ class Agent:
 def trim_tool_results(messages: list[dict[str, Any]], excess: int) -> int:
     """Replace the oldest tool results by a note of their size until `excess` characters are gone; what went.
 
-    Neither the first user turn (the issue) nor the latest turn is touched, and blocks stay where they
-    are, so every tool_use keeps its tool_result."""
+    Neither the first user turn (the issue) nor the latest turn is touched (when that is a paused assistant
+    turn, nor the user turn it answers), and blocks stay where they are, so every tool_use keeps its
+    tool_result."""
     dropped = 0
-    for message in messages[1:-1]:
+    kept = 2 if messages[-1]["role"] == "assistant" else 1
+    for message in messages[1:-kept]:
         blocks = message["content"] if message["role"] == "user" else []
         for block in blocks:
             content = block.get("content", "") if block.get("type") == "tool_result" else ""
@@ -298,28 +310,13 @@ def record(messages: list[dict[str, Any]], reply: Message) -> None:
     else:
         # The API refuses an empty assistant turn in the history; a reply with nothing in it (it happens)
         # is kept as a placeholder text.
-        messages.append({"role": "assistant", "content": content or [{"type": "text", "text": "(no reply)"}]})
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner may read, in directories only its owner may enter."""
-    for directory in reversed((path.parent, *path.parent.parents)):
-        if not directory.exists():
-            directory.mkdir(mode=0o700)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
+        messages.append({"role": "assistant", "content": content or [{"type": "text", "text": NO_REPLY}]})
 
 
 def as_param(block: Any) -> dict[str, Any]:
-    """A reply block as the dict the next request must carry."""
-    if block.type == "text":
-        return {"type": "text", "text": block.text}
-    if block.type == "tool_use":
-        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
-    # Thinking, redacted thinking and any newer block go back exactly as the API sent them: every field
-    # it set (an empty thinking text, a signature, opaque data), and nothing it did not.
+    """A reply block as the dict the next request must carry: exactly as the API sent it, every field it
+    set (a thinking block's empty text and signature, opaque data, a text's citations, a tool call's
+    caller) and nothing it did not."""
     param: dict[str, Any] = block.to_dict()
     return param
 
@@ -341,7 +338,9 @@ def user_text(text: str) -> dict[str, Any]:
 
 
 def text_of(turn: Sequence[Mapping[str, Any]]) -> str:
-    return "\n".join(block["text"] for block in turn if block.get("type") == "text").strip()
+    """What the turn says, without the placeholder asm put in for an empty reply."""
+    return "\n".join(block["text"] for block in turn if block.get("type") == "text" and block["text"] != NO_REPLY
+                     ).strip()
 
 
 def build_request(system: str, messages: Sequence[dict[str, Any]],

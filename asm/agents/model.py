@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -12,13 +13,19 @@ from typing import Any
 import anthropic
 from anthropic.types import Message, MessageParam, TextBlockParam, ToolUnionParam
 
-from asm.errors import AsmError, CreditExhausted, FleetPaused, ModelUnavailable
+from asm.errors import AsmError, CreditExhausted, FleetPaused, ModelUnavailable, PromptTooLong
 from asm.spend.cost import MAX_OUTPUT_TOKENS, context_window_for
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+# The SDK's rules: a server's retry-after above this is not waited for (the backoff is), and the backoff
+# is cut by up to this fraction at random.
+RETRY_AFTER_MAX_SECONDS = 60.0
+BACKOFF_JITTER = 0.25
 # 408, 409 and 429 are Anthropic's "try again" answers; 5xx includes 529 overloaded.
+# The API's 400 for a prompt above the context window: "prompt is too long: 208000 tokens > 200000 maximum".
+PROMPT_TOO_LONG = re.compile(r"prompt is too long(?:: (\d+) tokens)?")
 TRANSIENT = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError,
              anthropic.RequestTimeoutError, anthropic.ConflictError)
 # The models whose thinking blocks are bound to the conversation before them (the API's "prefix check"):
@@ -50,6 +57,16 @@ def retry_after(error: anthropic.APIError) -> float | None:
             pass
     date = email.utils.parsedate_tz(headers.get("retry-after") or "")
     return max(0.0, email.utils.mktime_tz(date) - time.time()) if date else None
+
+
+def retry_wait(error: anthropic.APIError, backoff: float) -> float:
+    """How long to wait before the next attempt, as the SDK decides it: what the server asked for, when it
+    asked for more than nothing and at most a minute; otherwise the backoff, less up to a quarter at
+    random so that the fleet's workers do not all come back at once."""
+    asked = retry_after(error)
+    if asked is not None and 0 < asked <= RETRY_AFTER_MAX_SECONDS:
+        return asked
+    return min(backoff, MAX_BACKOFF_SECONDS) * (1 - BACKOFF_JITTER * random.random())
 
 
 def should_retry(error: anthropic.APIError) -> bool:
@@ -113,7 +130,7 @@ class ModelClient:
             except anthropic.APIError as error:
                 if attempt == self.max_retries or not should_retry(error):
                     raise self.as_asm_error(error) from None
-                wait = min(max(delay, retry_after(error) or 0.0), MAX_BACKOFF_SECONDS)
+                wait = retry_wait(error, delay)
                 log.warning("model call failed (%s); retry %d in %.1fs", describe(error), attempt + 1, wait)
                 self.on_retry()
                 self.sleep(wait)
@@ -142,6 +159,9 @@ class ModelClient:
                                f"({describe(error)}: {error.message})")
         if isinstance(error, anthropic.APIStatusError) and is_credit_problem(error):
             return CreditExhausted(f"the model account is out of credit: {error.message}")
+        if isinstance(error, anthropic.BadRequestError) and (long := PROMPT_TOO_LONG.search(said(error))):
+            return PromptTooLong(f"the model API counted the prompt above its context window{said(error)}",
+                                 int(long.group(1)) if long.group(1) else None)
         return AsmError(f"the model API refused the request ({describe(error)}{said(error)})")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from asm.config import Settings, read_dotenv, require, without_password
 from asm.errors import ConfigError
+from asm.files import write_private
 from asm.sandbox.redis_server import PASSWORD_PATTERN, RedisServer, embedded_binary
 
 # Flower's tasks table hides a task's arguments and result by default; for asm they are the issue
@@ -81,16 +82,10 @@ def _read_private(path: Path) -> dict[str, str]:
 def _write_private(path: Path, values: Mapping[str, str]) -> None:
     lines = ["# `asm up`: the embedded Redis's password and Flower's login, generated once. Keep it private."]
     lines += [f"{name}={value}" for name, value in values.items()]
-    draft = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.chmod(0o700)
-        draft.unlink(missing_ok=True)
-        # Created 0600 (a umask only takes bits away), then renamed over the old file in one step.
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write("\n".join(lines) + "\n")
-        os.replace(draft, path)
+        write_private(path, "\n".join(lines) + "\n")
     except OSError as problem:
         raise ConfigError(f"{path}: cannot be written ({problem.strerror})") from None
 

@@ -10,8 +10,8 @@ can be told to fail the next calls (429, 529, a spent credit balance; with `retr
 It answers in one of two styles, chosen when it starts: `default`, plain text and tool calls; or
 `sonnet-5-5`, the way Claude Sonnet 5.5 does, with signed thinking blocks it checks on the way
 back, Sonnet 5.5's refusals of forced tool use and sampling parameters, and its context window
-(`context_window` tokens: a longer prompt is a 400, one whose `max_tokens` would overrun the window
-stops with `model_context_window_exceeded`). See `sonnet_style`.
+(`context_window` tokens, counted at `chars_per_token`: a longer prompt is a 400, one whose
+`max_tokens` would overrun the window stops with `model_context_window_exceeded`). See `sonnet_style`.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ REFUSAL = {"type": "refusal", "category": "cyber",
            "explanation": "This request was declined because it could enable cyber harm."}
 
 
-def tokens(value: Any) -> int:
-    """A stable stand-in for a tokenizer: about four characters a token."""
-    return max(1, len(json.dumps(value, sort_keys=True)) // 4)
+def tokens(value: Any, chars_per_token: float = 4.0) -> int:
+    """A stable stand-in for a tokenizer: about four characters a token, unless told otherwise (code and
+    JSON run nearer three on a real tokenizer)."""
+    return max(1, int(len(json.dumps(value, sort_keys=True)) / chars_per_token))
 
 
 @dataclass
@@ -69,13 +70,14 @@ class ScriptedModelServer:
     """The server and its books: calls made, tokens billed, failures queued."""
 
     def __init__(self, api_key: str, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0,
-                 style: str = DEFAULT, context_window: int = 1_000_000) -> None:
+                 style: str = DEFAULT, context_window: int = 1_000_000, chars_per_token: float = 4.0) -> None:
         if style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
         self.api_key = api_key
         self.latency = latency
         self.style = style
         self.context_window = context_window  # tokens, in the sonnet-5-5 style
+        self.chars_per_token = chars_per_token  # how densely it counts tokens, for billing and the window
         self.thinking = SonnetThinking()
         self.lock = threading.Lock()
         self.calls = 0
@@ -99,7 +101,10 @@ class ScriptedModelServer:
             self.failures.clear()
             self.stops.clear()
             self.cache.clear()
+            self.cut.clear()
+            self.spent.clear()
             self.calls = 0
+            self.thinking_dropped = 0
 
     @property
     def url(self) -> str:
@@ -177,7 +182,7 @@ class ScriptedModelServer:
         seen = without(request, verdict.dropped)
         dropped = [{"type": "thinking_dropped", "path": f"messages.{i}.content.{j}",
                     "reason": "prefix_binding_mismatch"} for i, j in verdict.dropped]
-        prompt = sum(tokens(block) for block in prompt_blocks(seen))
+        prompt = sum(tokens(block, self.chars_per_token) for block in prompt_blocks(seen))
         if not problem and prompt > self.context_window:
             problem = f"prompt is too long: {prompt} tokens > {self.context_window} maximum"
         if not problem:
@@ -211,9 +216,11 @@ class ScriptedModelServer:
             if step.stop and (step.key, step.stop) not in self.spent:
                 self.spent.add((step.key, step.stop))
                 return step.stop
-        prompt = sum(tokens(block) for block in prompt_blocks(seen))
-        if self.style == SONNET_5_5 and prompt + int(seen.get("max_tokens") or 0) > self.context_window:
-            return "model_context_window_exceeded"  # the scripted model would talk until the window is full
+        prompt = sum(tokens(block, self.chars_per_token) for block in prompt_blocks(seen))
+        # The scripted model talks until `max_tokens`, or for `output_tokens_per_call` when that is set.
+        talk = self.output_tokens_per_call or int(seen.get("max_tokens") or 0)
+        if self.style == SONNET_5_5 and prompt + talk > self.context_window:
+            return "model_context_window_exceeded"  # its output would fill the window
         return None
 
     def was_cut(self, message: Mapping[str, Any]) -> bool:
@@ -228,7 +235,7 @@ class ScriptedModelServer:
         for block in prompt_blocks(request):
             plain = {k: v for k, v in block.items() if k != "cache_control"}
             digest.update(json.dumps(plain, sort_keys=True).encode())
-            total += tokens(plain)
+            total += tokens(plain, self.chars_per_token)
             if "cache_control" in block:
                 breakpoints.append((digest.hexdigest(), total))
         now = time.monotonic()
