@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from processes import running
 
 from asm.agents.tools import BashTool, WorkingTree
 from asm.errors import SandboxUnavailable
@@ -143,20 +144,6 @@ def kill_all(mark: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def running(mark: str, anywhere: bool = False) -> list[int]:
-    """The processes of this machine that have `mark` as one of their arguments (or in one, if `anywhere`)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                arguments = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue  # gone meanwhile
-            if any(mark.encode() == argument or anywhere and mark.encode() in argument for argument in arguments):
-                found.append(int(entry.name))
-    return found
 
 
 def gone(mark: str, within: float = 10.0, anywhere: bool = False) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import running
 
 from asm.agents.tools import (
     MAX_OUTPUT_CHARACTERS,
@@ -52,20 +53,6 @@ def token() -> Iterator[str]:
     yield mark
     for pid in running(mark):  # only when a test failed: leave nothing behind
         os.kill(pid, signal.SIGKILL)
-
-
-def running(mark: str) -> list[int]:
-    """The processes of this machine that have `mark` as one of their arguments."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                arguments = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue  # gone meanwhile
-            if mark.encode() in arguments:
-                found.append(int(entry.name))
-    return found
 
 
 def gone(mark: str, within: float = 10.0) -> bool:
