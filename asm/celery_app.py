@@ -76,7 +76,7 @@ def process_settings() -> Settings:
     return _settings
 
 
-app = Celery("asm", include=["tasks.scan", "tasks.process_issue", "tasks.lifecycle"])
+app = Celery("asm", include=["tasks.scan", "tasks.process_issue", "tasks.process_pull", "tasks.lifecycle"])
 app.add_defaults(lambda: celery_config(process_settings()))
 
 

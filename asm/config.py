@@ -35,6 +35,8 @@ REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # use wi
 SECRET_VARIABLES = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "ASM_FLOWER_AUTH")
 Permission = Literal["read", "triage", "write", "maintain", "admin"]  # GitHub's repository roles, weakest first
 PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
+# The team's roles as asm.agents.roles.TEAM names them: each may have a model of its own, ASM_MODEL_<ROLE>.
+ROLES = ("architect", "security", "tester", "po")
 
 
 class _Words(str):
@@ -157,6 +159,8 @@ Repos = Annotated[tuple[Annotated[str, AfterValidator(_owner_name)], ...],
                   BeforeValidator(lambda text: tuple(part.strip() for part in text.split(",") if part.strip()))]
 Label = Annotated[str, Field(pattern=r"^[^,]+$"), _Words("must be one non-empty label name")]
 ToolUser = Annotated[str, AfterValidator(_tool_user)]
+Mention = Annotated[str, Field(pattern=r"^@[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9][A-Za-z0-9-]*)?$"),
+                    _Words("must be an @mention, such as @asm")]
 TrustedPermission = Annotated[Permission, BeforeValidator(str.lower),
                               _Words(f"must be one of {', '.join(PERMISSIONS)}")]
 SandboxMode = Annotated[Literal["bwrap", "off"], BeforeValidator(str.lower), _Words("must be bwrap or off")]
@@ -204,12 +208,24 @@ class Settings(BaseSettings):
     # parse_prices raises a ConfigError naming ASM_PRICES, which pydantic lets through untouched.
     prices: Annotated[Mapping[str, Price], BeforeValidator(parse_prices)] = Field(default_factory=dict)
     """Price overrides, USD per MTok: `model=input,output,cache_write,cache_read;...` (ASM_PRICES)."""
+    model_architect: Label = ""
+    """Model for the Architect (ASM_MODEL_ARCHITECT; unset: ASM_MODEL)."""
+    model_security: Label = ""
+    """Model for the Security reviewer (ASM_MODEL_SECURITY; unset: ASM_MODEL)."""
+    model_tester: Label = ""
+    """Model for the Tester (ASM_MODEL_TESTER; unset: ASM_MODEL)."""
+    model_po: Label = ""
+    """Model for the Product Owner (ASM_MODEL_PO; unset: ASM_MODEL)."""
     github_write_interval: NonNegative = 1.0
     """Seconds between two writes to GitHub from one process, as GitHub asks (ASM_GITHUB_WRITE_INTERVAL)."""
     tool_user: ToolUser = ""
     """The OS user tool commands run as when the worker runs as root (ASM_TOOL_USER; default `nobody`)."""
     trusted_permission: TrustedPermission = "write"
     """Least repository permission of whoever labels, reviews or answers, for asm to act (ASM_TRUSTED_PERMISSION)."""
+    mention: Mention = "@asm"
+    """The mention that makes a comment on asm's pull request a request to asm (ASM_MENTION)."""
+    max_ci_fixes: Count = 2
+    """Runs per pull request that fix its failing checks, at most (ASM_MAX_CI_FIXES)."""
     sandbox: SandboxMode = "bwrap"
     """How tool commands are confined: `bwrap`, or `off` by explicit choice (ASM_SANDBOX)."""
     tool_network: Switch = False
@@ -256,7 +272,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _priced(self) -> Settings:
-        self.price  # noqa: B018 (an unpriced model could never respect a cap: price_for raises ConfigError)
+        # An unpriced model could never respect a cap: price_for raises ConfigError naming the variable.
+        price_for(self.model, self.prices)
+        for role in ROLES:
+            price_for(self.model_for(role), self.prices, f"ASM_MODEL_{role.upper()}")
         return self
 
     @property
@@ -268,6 +287,18 @@ class Settings(BaseSettings):
     def price(self) -> Price:
         """What ASM_MODEL costs."""
         return price_for(self.model, self.prices)
+
+    def model_for(self, role: str) -> str:
+        """The model a role's calls go to (`role` as asm.agents.roles names it): ASM_MODEL_<ROLE>, else ASM_MODEL."""
+        chosen = {"architect": self.model_architect, "security": self.model_security, "tester": self.model_tester,
+                  "po": self.model_po}[role]
+        return chosen or self.model
+
+    @property
+    def model_prices(self) -> dict[str, Price]:
+        """What each model in use costs: ASM_MODEL's and every role's."""
+        models = (self.model, *(self.model_for(role) for role in ROLES))
+        return {model: price_for(model, self.prices) for model in models}
 
     @property
     def secrets(self) -> tuple[str, ...]:

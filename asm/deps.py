@@ -1,5 +1,6 @@
-"""The one place clients are built: Redis, the GitHub gateway, the model, workspaces, the jail, the ledger,
-the metrics. Each from settings loaded once by the process, then passed in; nothing else constructs one."""
+"""The one place clients are built: Redis, the GitHub gateway, the models, workspaces, the jail, the ledger,
+the metrics, the transcripts. Each from settings loaded once by the process, then passed in; nothing else
+constructs one."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from asm.config import Settings
+from asm.config import ROLES, Settings
 from asm.github import GitHub
 from asm.guard.jail import Jail
 from asm.guard.redaction import Secrets
 from asm.observe.metrics import Recorder
+from asm.observe.transcripts import Transcripts
 from asm.spend.ledger import Ledger
 from asm.workspace import Workspaces
 
@@ -35,11 +37,12 @@ class Deps:
     settings: Settings
     redis: redis.Redis[bytes]
     github: GitHub
-    model: ModelClient
+    models: dict[str, ModelClient]  # each role's (asm.agents.roles names), one client per distinct model
     workspaces: Workspaces
     jail: Jail
     ledger: Ledger
     metrics: Recorder
+    transcripts: Transcripts
 
 
 def redis_client(url: str, patient: bool = True) -> redis.Redis[bytes]:
@@ -111,7 +114,9 @@ def import_model_sdk() -> None:
     import asm.agents.model  # noqa: F401
 
 
-def model_client(settings: Settings, recorder: Recorder | None = None) -> ModelClient:
+def model_clients(settings: Settings, recorder: Recorder | None = None) -> dict[str, ModelClient]:
+    """Each role's model client, by role name: one per distinct model, all on one SDK client (one pool of
+    connections to the API)."""
     # Imported here, not at the top: `asm enqueue` or `asm status` never call the model.
     import anthropic
 
@@ -125,8 +130,10 @@ def model_client(settings: Settings, recorder: Recorder | None = None) -> ModelC
         timeout=MODEL_TIMEOUT_SECONDS,
     )
     on_retry = (lambda: recorder.count("asm_retries_total", kind="model")) if recorder else (lambda: None)
-    return ModelClient(client, settings.model, settings.max_agent_retries, settings.retry_backoff_seconds,
-                       on_retry=on_retry)
+    clients = {model: ModelClient(client, model, settings.max_agent_retries, settings.retry_backoff_seconds,
+                                  on_retry=on_retry)
+               for model in dict.fromkeys(settings.model_for(role) for role in ROLES)}
+    return {role: clients[settings.model_for(role)] for role in ROLES}
 
 
 def tool_jail(settings: Settings) -> Jail:
@@ -144,9 +151,10 @@ def build(settings: Settings) -> Deps:
         settings=settings,
         redis=client,
         github=github_gateway(settings, recorder),
-        model=model_client(settings, recorder),
+        models=model_clients(settings, recorder),
         workspaces=Workspaces(settings.workspace_dir, settings.github_token, confinement, Secrets(settings.secrets)),
         jail=confinement,
-        ledger=Ledger(client, settings.price),
+        ledger=Ledger(client, settings.model_prices),
         metrics=recorder,
+        transcripts=Transcripts(client, settings.secrets),
     )

@@ -1,8 +1,8 @@
 """Files only their owner may read, written whole or not at all.
 
-A transcript rewritten after every turn, or `asm up`'s credentials, must never be seen half-written
-by a reader, or left half-written by a process killed mid-write: each is written to a fresh file of
-mode 0600 beside it and renamed over the old one in one step.
+`asm up`'s credentials must never be seen half-written by a reader, or left half-written by a process
+killed mid-write: they are written to a fresh file of mode 0600 beside it and renamed over the old one
+in one step.
 """
 
 from __future__ import annotations

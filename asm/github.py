@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import github
+import requests
 from github.GithubException import GithubException, UnknownObjectException
 
+from asm.conversation.threads import CheckReport, Glance, PullThread, Remark, read_overview, read_pull
 from asm.errors import BadInput, GitHubError
 from asm.guard.trust import LEVELS, IssueHistory, Labelled, Version
 from asm.keys import IssueRef
@@ -23,6 +25,13 @@ IN_REVIEW = "in-review"
 NEEDS_CLARIFICATION = "needs-clarification"
 AI_FAILED = "ai-failed"
 COMMENT_PREFIX = "🤖 **asm**:"  # how every comment of asm's begins (the scan recognises its runs by it)
+# What is read of failed checks: a run's conclusions that say the code is at fault, annotations per run,
+# and the end of a job's log (where the error is), read from at most LOG_MAX_BYTES.
+FAILED_RUN_CONCLUSIONS = ("failure", "timed_out", "startup_failure")
+ANNOTATIONS = 20
+LOG_TAIL_BYTES = 16_000
+LOG_MAX_BYTES = 50 << 20
+LOG_TIMEOUT_SECONDS = 30
 # A repository's clone URL and default branch hardly ever change: read them once in a while.
 REPO_INFO_SECONDS = 600
 # The labels asm creates when a repository lacks them: name -> (colour, description).
@@ -50,12 +59,6 @@ class IssueInfo:
     labels: frozenset[str]
     is_pull: bool
     html_url: str
-
-
-@dataclass(frozen=True)
-class CommentInfo:
-    author: str | None  # None: a deleted account
-    body: str
 
 
 # Who changed an issue's title, body and labels, and when: what the permission gate reads.
@@ -234,10 +237,14 @@ class GitHub:
         except GithubException as error:
             raise GitHubError(f"could not comment on {ref}: {error.status}") from None
 
-    def comments(self, ref: IssueRef) -> list[CommentInfo]:
-        """Every comment on the issue, with its author."""
-        return [CommentInfo(comment.user.login if comment.user else None, comment.body or "")
-                for comment in self._issue(ref).get_comments()]
+    def comments(self, ref: IssueRef) -> list[Remark]:
+        """Every comment on the issue (or pull request), oldest first, with its author."""
+        try:
+            return [Remark(f"comment:{comment.id}", comment.user.login if comment.user else None, comment.body or "",
+                           comment.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if comment.created_at else "")
+                    for comment in self._issue(ref).get_comments()]
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused the comments of {ref}: {error.status}") from None
 
     def whoami(self) -> str:
         """The login asm acts as (its token's user), asked once per process."""
@@ -264,17 +271,83 @@ class GitHub:
     def history(self, ref: IssueRef) -> IssueHistory:
         """Who set the issue's title, body and labels, and when (GraphQL: REST has no edit history)."""
         owner, name = ref.repo.split("/", 1)
-        try:
-            _, data = self.client.requester.graphql_query(HISTORY_QUERY,
-                                                          {"owner": owner, "name": name, "number": ref.number})
-        except UnknownObjectException:
-            raise BadInput(f"issue {ref} was not found") from None
-        except GithubException as error:
-            raise GitHubError(f"GitHub refused the history of {ref}: {error.status}") from None
-        issue = ((data.get("data") or {}).get("repository") or {}).get("issue")
+        variables = {"owner": owner, "name": name, "number": ref.number}
+        data = self.graphql(HISTORY_QUERY, variables, f"the history of {ref}")
+        issue = (data.get("repository") or {}).get("issue")
         if issue is None:
             raise BadInput(f"issue {ref} was not found")
         return _history(issue)
+
+    def graphql(self, query: str, variables: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+        """The `data` of one GraphQL request; BadInput when GitHub says what was asked for does not exist."""
+        try:
+            _, answer = self.client.requester.graphql_query(query, dict(variables))
+        except UnknownObjectException:
+            raise BadInput(f"{what} was not found") from None
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused {what}: {error.status}") from None
+        return answer.get("data") or {}
+
+    def overview(self, repo: str, waiting_label: str) -> list[Glance]:
+        """The repository's open pull requests and its issues labelled `waiting_label`, at a glance: one request
+        per page of each."""
+        what = f"the pull requests of {repo}"
+        return read_overview(lambda query, variables: self.graphql(query, variables, what), repo, waiting_label)
+
+    def pull_thread(self, repo: str, number: int) -> PullThread | None:
+        """One pull request with what was said on it and its checks, as the scan reads them."""
+        return read_pull(lambda query, variables: self.graphql(query, variables, f"pull request {repo}#{number}"),
+                         repo, number, self.whoami())
+
+    def check_reports(self, repo: str, sha: str) -> list[CheckReport]:
+        """What the failed checks on `sha` say: each check run's output and annotations, the tail of a GitHub
+        Actions job's log, and each failed commit status."""
+        reports = []
+        try:
+            commit = self._repo(repo).get_commit(sha)
+            for run in commit.get_check_runs():
+                if run.status != "completed" or run.conclusion not in FAILED_RUN_CONCLUSIONS:
+                    continue
+                output = run.output
+                notes = [f"{note.path}:{note.start_line}: {note.annotation_level}: {note.message}"
+                         for note in list(run.get_annotations())[:ANNOTATIONS]]
+                app = run.app.slug if run.app else None
+                reports.append(CheckReport(run.name, run.conclusion, output.title or "", output.summary or "",
+                                           output.text or "", tuple(notes), run.details_url or "",
+                                           self._job_log_tail(repo, run.id) if app == "github-actions" else ""))
+            for status in commit.get_combined_status().statuses:
+                if status.state in ("failure", "error"):
+                    reports.append(CheckReport(status.context, status.state, status.description or "", "", "", (),
+                                               status.target_url or "", ""))
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused the checks of {repo}@{sha[:12]}: {error.status}") from None
+        return reports
+
+    def _job_log_tail(self, repo: str, job_id: int) -> str:
+        """The last LOG_TAIL_BYTES of a GitHub Actions job's log, or "" when it cannot be read.
+
+        GitHub answers with a redirect to a short-lived URL of its storage, which needs no token: the
+        token is never sent there (nor anywhere but the API).
+        """
+        try:
+            headers, _ = self.client.requester.requestBlobAndCheck("GET", f"/repos/{repo}/actions/jobs/{job_id}/logs")
+            location = headers.get("location")
+            if not location:
+                return ""
+            tail = b""
+            with requests.get(location, stream=True, timeout=LOG_TIMEOUT_SECONDS, allow_redirects=True) as reply:
+                if reply.status_code != 200:
+                    return ""
+                read = 0
+                for chunk in reply.iter_content(64 * 1024):
+                    tail = (tail + chunk)[-LOG_TAIL_BYTES:]
+                    read += len(chunk)
+                    if read > LOG_MAX_BYTES:
+                        break  # keep what a person would scroll to: a log this long is cut at this point
+            return tail.decode(errors="replace")
+        except (GithubException, requests.RequestException, ValueError) as error:
+            log.warning("could not read the log of job %s of %s: %s", job_id, repo, error)
+            return ""
 
     def find_pull(self, ref: IssueRef) -> PullInfo | None:
         """The open pull request from the issue's branch, if one exists."""

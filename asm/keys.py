@@ -85,6 +85,11 @@ def vouched_key(issue: IssueRef) -> str:
     return f"{PREFIX}vouched:{issue.key}"
 
 
+def seen_key(ref: IssueRef) -> str:
+    """How a pull request of asm's, or an issue awaiting answers, looked when a scan last found it asking nothing."""
+    return f"{PREFIX}seen:{ref.key}"
+
+
 def told_key(issue: IssueRef, what: str) -> str:
     """Set while a comment about `what` was made lately, so a repeating condition is said once."""
     return f"{PREFIX}told:{what}:{issue.key}"
@@ -106,3 +111,13 @@ def fleet_day_spend_key(day: str) -> str:
 def reservations_key(day: str) -> str:
     """Hash of the spend held by model calls in flight, fleet-wide."""
     return f"{PREFIX}reserved:{day}"
+
+
+def transcripts_key(issue: IssueRef) -> str:
+    """Hash: the issue's runs whose conversations are kept (`run:<n>` -> JSON record) and the next run's number."""
+    return f"{PREFIX}transcripts:{issue.key}"
+
+
+def transcript_key(issue: IssueRef, run: str) -> str:
+    """Hash: one run's conversations, a field per step (`001`, `002`, ...) -> zlib-compressed JSON."""
+    return f"{PREFIX}transcript:{issue.key}:{run}"

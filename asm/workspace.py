@@ -16,6 +16,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -42,12 +44,22 @@ LEFT_BY_TOOLS = ("__pycache__/", "*.pyc", ".pytest_cache/", ".mypy_cache/", ".ru
                  "node_modules/", ".tox/", ".coverage")
 MAX_CHANGE_BYTES = 100 << 20  # a bigger diff is not a change a person will review
 EXTRACT_SECONDS = 300
+SWITCH_SECONDS = 120
 # Run inside the sandbox, in the agents' tree: everything they changed since the base, as data.
 # Their own git config applies there, which is theirs to shape: only the output leaves.
 # What git cannot add (an empty nested repository, an unreadable file) is left out, not fatal.
 EXTRACT_COMMAND = ("git add --all --ignore-errors . >/dev/null 2>&1; git diff --cached --binary --full-index "
                    "--no-color --no-ext-diff --no-textconv --no-renames {base}")
 GITLINK = "160000"  # a nested repository's entry: never part of a change asm pushes
+SHOW_MAX_BYTES = 1 << 20  # read from a commit: more of a file than anyone gives a model or runs as a script
+# Run inside the sandbox, in the agents' tree: the names of what they changed since the base (committed or
+# not) and what they added, NUL-separated. GIT_OPTIONAL_LOCKS=0: a look must not rewrite their index.
+CHANGED_COMMAND = ("export GIT_OPTIONAL_LOCKS=0; git diff --name-only -z --no-renames --no-ext-diff {base} -- "
+                   "2>/dev/null; git ls-files -z --others --exclude-standard 2>/dev/null")
+# What is untracked, a whole untracked directory as one name ending in / (node_modules/, not its files).
+UNTRACKED_COMMAND = "export GIT_OPTIONAL_LOCKS=0; git ls-files -z --others --exclude-standard --directory 2>/dev/null"
+CHANGED_LIST_BYTES = 1 << 20  # names enough for any change a person reviews; a longer list is cut
+CHANGED_SECONDS = 60
 AUTHOR_NAME = "asm"
 AUTHOR_EMAIL = "asm@users.noreply.github.com"
 # Answers git's credential question with ASM_GIT_TOKEN, but only for https to the host asm is
@@ -143,6 +155,19 @@ class Pending:
         return self.future.result()
 
 
+@dataclass(frozen=True)
+class Blob:
+    """A file as a commit of asm's repository holds it: its object id, its whole size, its first bytes."""
+
+    sha: str
+    size: int
+    data: bytes  # at most the `max_bytes` asked for
+
+    @property
+    def clipped(self) -> bool:
+        return len(self.data) < self.size
+
+
 class Workspaces:
     """Creates, commits, pushes and removes issue workspaces under one root."""
 
@@ -185,8 +210,9 @@ class Workspaces:
         os.chmod(path, 0o700 if self.jail.confined or self.jail.owner is None else 0o711)
         return path
 
-    def mirror(self, repo: str, clone_url: str) -> Path:
-        """This machine's mirror of the repository, fetched unless another run just fetched it."""
+    def mirror(self, repo: str, clone_url: str, needs: str = "") -> Path:
+        """This machine's mirror of the repository, fetched unless another run just fetched it (and it holds
+        the commit `needs`, when one is named)."""
         owner, name = repo.split("/", 1)
         path = self._private(self.root / ".mirrors") / f"{owner}__{name}.git"
         marker = path / "asm-fetched"  # holds the clone URL; its age says when the mirror was fetched
@@ -195,7 +221,8 @@ class Workspaces:
                 shutil.rmtree(path, ignore_errors=True)
                 self._git("clone", "--mirror", "--quiet", clone_url, str(path), remote=clone_url)
             elif not (marker.exists() and marker.read_text() == clone_url
-                      and time.time() - marker.stat().st_mtime < self.mirror_fresh_seconds):
+                      and time.time() - marker.stat().st_mtime < self.mirror_fresh_seconds
+                      and (not needs or self._has_commit(path, needs))):
                 self._git("remote", "set-url", "origin", clone_url, cwd=path)
                 self._git("fetch", "--prune", "--quiet", "origin", cwd=path, remote=clone_url)
             else:
@@ -206,14 +233,18 @@ class Workspaces:
     def path_for(self, worker: str, issue: IssueRef) -> Path:
         return self.root / worker / issue.workspace_name
 
-    def start(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Pending:
+    def start(self, worker: str, issue: IssueRef, clone_url: str, base: str, at: str = "") -> Pending:
         """Begin `create` on a thread, so the clone overlaps the model's first turn."""
-        future = self._executor.submit(self.create, worker, issue, clone_url, base)
+        future = self._executor.submit(self.create, worker, issue, clone_url, base, at)
         return Pending(self.path_for(worker, issue), future)
 
-    def create(self, worker: str, issue: IssueRef, clone_url: str, base: str) -> Checkout:
-        """A fresh workspace: asm's repository, and the agents' tree on `ai-feature/issue-N` from `base`."""
-        mirror = self.mirror(issue.repo, clone_url)
+    def create(self, worker: str, issue: IssueRef, clone_url: str, base: str, at: str = "") -> Checkout:
+        """A fresh workspace: asm's repository, and the agents' tree on `ai-feature/issue-N` from the branch `base`.
+
+        `at`: a commit the branch has reached (a pull request's head, which a follow-up run starts from): a mirror
+        without it is fetched first, however fresh. The tree starts from the branch's tip.
+        """
+        mirror = self.mirror(issue.repo, clone_url, needs=at)
         self._private(self.root)
         path = self.path_for(worker, issue)
         shutil.rmtree(path, ignore_errors=True)  # what an interrupted attempt left
@@ -308,10 +339,24 @@ class Workspaces:
             raise SecretInChange(f"the change writes one of asm's own secrets into {named}; nothing was pushed. "
                                  "The files are named here, the secret is not.")
 
-    def push(self, checkout: Checkout, clone_url: str) -> None:
-        """Push the issue branch from asm's repository, replacing what an interrupted attempt pushed."""
+    def push(self, checkout: Checkout, clone_url: str, force: bool = True) -> None:
+        """Push the issue branch from asm's repository. Forced, it replaces what an interrupted attempt pushed;
+        not forced (a follow-up's new commit on the pull request), git refuses to drop anyone's commits."""
         ref = f"refs/heads/{checkout.branch}"
-        self._git("push", "--quiet", "--force", clone_url, f"{ref}:{ref}", cwd=checkout.repo, remote=clone_url)
+        self._git("push", "--quiet", *(["--force"] if force else []), clone_url, f"{ref}:{ref}", cwd=checkout.repo,
+                  remote=clone_url)
+
+    def diff(self, checkout: Checkout, against: str, names_only: bool = False) -> str:
+        """The change of the commit the workspace started from, against the branch `against` (a pull
+        request's diff: from where they meet to its head), as text, or the names of the files it changes."""
+        base = self._git("merge-base", f"refs/heads/{against}", checkout.base_sha, cwd=checkout.repo).strip()
+        return self._git("diff", "--no-color", "--no-ext-diff", "--no-textconv", *(["--name-only"] * names_only),
+                         base, checkout.base_sha, cwd=checkout.repo)
+
+    def _has_commit(self, repository: Path, sha: str) -> bool:
+        done = subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=repository, env=self.local_env,
+                              capture_output=True)
+        return done.returncode == 0
 
     def remote_branch_sha(self, clone_url: str, branch: str) -> str | None:
         """The tip of `branch` on the remote, or None."""
@@ -323,11 +368,121 @@ class Workspaces:
                            cwd=checkout.repo)
         return [line for line in output.splitlines() if line]
 
+    # -- reading the repository as a commit holds it (asm's repository; never the agents' tree) -----------
+
+    def resolve(self, checkout: Checkout, rev: str) -> str:
+        """The commit `rev` names in asm's repository (a branch as `refs/heads/NAME`, or a sha)."""
+        if not rev or rev.startswith("-") or ":" in rev:
+            raise WorkspaceError(f"not a revision asm reads from: {rev!r}")
+        try:
+            return self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=checkout.repo).strip()
+        except WorkspaceError:
+            raise WorkspaceError(f"git rev-parse failed: {rev} is not in asm's copy of the repository") from None
+
+    def show(self, checkout: Checkout, rev: str, path: str, max_bytes: int = SHOW_MAX_BYTES) -> Blob | None:
+        """The file at `path` in commit `rev` of asm's repository, its first `max_bytes` read; None if there is none.
+
+        A symbolic link is followed inside the commit (git does it, from the objects: nothing on disk);
+        one that leads out of the commit, a directory or a nested repository is None. However big the
+        file, only `max_bytes` of it are read.
+        """
+        commit = self.resolve(checkout, rev)
+        if not path or "\n" in path:  # cat-file's batch protocol is one request a line
+            return None
+        with subprocess.Popen(["git", "cat-file", "--batch", "--follow-symlinks"], cwd=checkout.repo,
+                              env=self.local_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL) as reader:
+            assert reader.stdin is not None and reader.stdout is not None  # both piped above
+            reader.stdin.write(f"{commit}:{path}\n".encode(errors="surrogateescape"))
+            reader.stdin.close()
+            # "<sha> blob <size>", or "<name> missing", "symlink <size>" (out of the commit), "dangling <size>"...
+            header = reader.stdout.readline().split()
+            found = len(header) == 3 and header[1] == b"blob"
+            data = reader.stdout.read(min(int(header[2]), max_bytes)) if found else b""
+            reader.kill()  # the rest of a big file is not wanted
+        return Blob(header[0].decode(), int(header[2]), data) if found else None
+
+    def paths_named(self, checkout: Checkout, rev: str, name: str) -> list[str]:
+        """Every file called `name` in commit `rev` of asm's repository, shallowest first."""
+        commit = self.resolve(checkout, rev)
+        done = subprocess.run(["git", "ls-tree", "-r", "-z", "--full-tree", commit], cwd=checkout.repo,
+                              env=self.local_env, capture_output=True)
+        if done.returncode != 0:
+            raise WorkspaceError(f"git ls-tree failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
+        found = []
+        for entry in done.stdout.split(b"\0"):
+            meta, _, raw = entry.partition(b"\t")  # "<mode> <type> <sha>\t<path>"
+            path = raw.decode(errors="surrogateescape")
+            if meta.split()[1:2] == [b"blob"] and path.rpartition("/")[2] == name:
+                found.append(path)
+        return sorted(found, key=lambda path: (path.count("/"), path))
+
+    def changed_in_tree(self, checkout: Checkout) -> list[str]:
+        """The paths the team has changed or added in its tree so far, as names (the look runs in the sandbox).
+
+        Names only, and the agents' to make up: use them to choose, never to run or open anything (bytes
+        that are not UTF-8 stay as surrogates: clean a name before showing it). A tree whose git the agents
+        broke gives what could be read, or nothing.
+        """
+        env = {**tool_environment(), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        with open(checkout.path / "changed.list", "w+b") as listing:
+            self.jail.run(CHANGED_COMMAND.format(base=checkout.base_sha), checkout.tree, checkout.scratch, env,
+                          listing, subprocess.DEVNULL, timeout=CHANGED_SECONDS,
+                          limits=Limits(file_bytes=CHANGED_LIST_BYTES))
+            listing.seek(0)
+            names = listing.read().split(b"\0")
+        names.pop()  # after the last NUL: empty, or a name cut short
+        return sorted({name.decode(errors="surrogateescape") for name in names if name})
+
+    def set_aside_untracked(self, checkout: Checkout) -> list[str]:
+        """Keep what is untracked in the tree now (what the setup script made: dependencies, builds) out of the
+        team's change, as `.git/info/exclude` entries; the names set aside. Listed inside the sandbox."""
+        env = {**tool_environment(), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        with open(checkout.path / "untracked.list", "w+b") as listing:
+            self.jail.run(UNTRACKED_COMMAND, checkout.tree, checkout.scratch, env, listing, subprocess.DEVNULL,
+                          timeout=CHANGED_SECONDS, limits=Limits(file_bytes=CHANGED_LIST_BYTES))
+            listing.seek(0)
+            names = listing.read().split(b"\0")
+        names.pop()  # after the last NUL: empty, or a name cut short
+        # A name with a line break cannot be written as a pattern (the setup script is the repository's own).
+        found = [name.decode(errors="surrogateescape") for name in names if name and b"\n" not in name]
+        if found:
+            exclude = os.open(checkout.tree / ".git" / "info" / "exclude",
+                              os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            with open(exclude, "a", errors="surrogateescape") as file:
+                file.write("".join(f"/{_literal_pattern(name)}\n" for name in found))
+        return found
+
+    def switch(self, checkout: Checkout, sha: str) -> Checkout:
+        """Move the agents' tree to the commit `sha` (a pull request's head) on the issue branch, inside the
+        sandbox with the network off. A follow-up's setup script runs on the default branch's tree first:
+        code the agents wrote never runs with the network. What the script left untracked stays."""
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise WorkspaceError(f"not a commit: {sha!r}")
+        env = {**tool_environment(), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        command = f"git -c core.hooksPath=/dev/null checkout -q -f -B {shlex.quote(checkout.branch)} {sha}"
+        with open(checkout.path / "switch.log", "w+b") as output:
+            done = self.jail.run(command, checkout.tree, checkout.scratch, env, output, timeout=SWITCH_SECONDS,
+                                 network=False)
+            output.seek(0)
+            said = output.read()[-500:].decode(errors="replace").strip()
+        if done.stopped or done.exit_code != 0:
+            raise WorkspaceError(f"could not check out {sha[:12]} in the working tree "
+                                 f"({done.stopped or f'exit code {done.exit_code}'}): {said}")
+        return Checkout(checkout.path, checkout.branch, checkout.branch, sha)
+
     def remove(self, checkout: Checkout | Pending) -> None:
         """Delete the workspace: the agents' tree and scratch, asm's repository, whatever was left in them."""
         if isinstance(checkout, Pending):
             wait([checkout.future])  # never delete under a clone still running
         shutil.rmtree(checkout.path, ignore_errors=True)
+
+
+def _literal_pattern(name: str) -> str:
+    """A gitignore pattern matching exactly `name` (a directory's ends in /)."""
+    escaped = re.sub(r"([\\*?\[\]])", r"\\\1", name)
+    escaped = re.sub(r"^([#!])", r"\\\1", escaped)
+    return re.sub(r" $", "\\ ", escaped)
 
 
 def _excludes(patterns: tuple[str, ...]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from asm.celery_app import app, process_settings
 from asm.fleet import worker
+from asm.fleet.scan import FollowRules
 from asm.fleet.scan import scan as scan_repos
 
 
@@ -13,7 +14,7 @@ def scan() -> str:
     deps = worker.current(process_settings()).deps
     settings = deps.settings
     result = scan_repos(deps.github, deps.redis, app, settings.repos, settings.ready_label,
-                        stale_after=settings.task_time_limit)
+                        stale_after=settings.task_time_limit, rules=FollowRules.of(settings))
     if result.held:
         return f"queued nothing: {result.held}"
     queued = [str(item.issue) for item in result.found if item.task_id]

@@ -14,12 +14,14 @@ import pytest
 from asm.agents.editor import EditorTool
 from asm.agents.loop import CUT_CALL, CUT_TEXT, TRIM_NOTE, Agent, Completer, as_param, trim_tool_results
 from asm.agents.model import ModelClient
-from asm.agents.roles import ARCHITECT
+from asm.agents.roles import ARCHITECT, TEAM
 from asm.agents.team import IssueText, Team, task_text
 from asm.agents.tools import BASH_TOOL, EDITOR_TOOL, EDITOR_TOOL_NAME, BashTool, ToolResult, WorkingTree
 from asm.agents.workflow import Step, run_workflow
 from asm.errors import AsmError, ModelRefused
 from asm.guard.jail import SHOWN_ROOT, Jail, prepare
+from asm.keys import IssueRef
+from asm.observe.transcripts import RunTranscript, Transcripts
 from asm.sandbox.model_server import ScriptedModelServer
 from asm.sandbox.sample_repo import SOLUTIONS
 from asm.spend.cost import MAX_OUTPUT_TOKENS, Usage
@@ -39,12 +41,13 @@ class Meter:
         self.prompt_sizes: list[int] = []
         self.charges: list[Usage] = []
 
-    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
+    def before_call(self, prompt_characters: int, max_output_tokens: int, model: str) -> None:
         self.prompt_sizes.append(prompt_characters)
         self.hooks.get(len(self.prompt_sizes), lambda: None)()
 
-    def charge(self, usage: Usage) -> None:
+    def charge(self, usage: Usage, model: str) -> float:
         self.charges.append(usage)
+        return 0.0
 
     def call_failed(self) -> None:
         pass
@@ -75,6 +78,31 @@ def model(sdk: anthropic.Anthropic) -> ModelClient:
     return client_for(sdk)
 
 
+class Runs:
+    """Runs of the issue whose conversations are kept in Redis, by a name of the test's; what each kept."""
+
+    def __init__(self, book: Transcripts) -> None:
+        self.book = book
+        self.started: dict[str, RunTranscript] = {}
+
+    def __call__(self, name: str) -> RunTranscript:
+        if name not in self.started:
+            self.started[name] = self.book.start(IssueRef("acme/textkit", 1), name, "here")
+        return self.started[name]
+
+    def saved(self, name: str, step: int = 1) -> list[dict[str, Any]]:
+        """The messages the run's `step` (from 1) kept."""
+        return self.book.conversations(IssueRef("acme/textkit", 1), self(name).run)[step - 1].messages
+
+    def all_saved(self, name: str) -> list[list[dict[str, Any]]]:
+        return [kept.messages for kept in self.book.conversations(IssueRef("acme/textkit", 1), self(name).run)]
+
+
+@pytest.fixture
+def runs(redis_client) -> Runs:
+    return Runs(Transcripts(redis_client, [KEY]))
+
+
 @pytest.fixture
 def workspace(sample_checkout: Path, tmp_path: Path) -> WorkingTree:
     """A real git clone of the sample repository, as a workspace holds it."""
@@ -87,23 +115,21 @@ def context() -> dict[str, str]:
     return {"repo": "acme/textkit", "root": SHOWN_ROOT, "branch": "ai-feature/issue-1", "issue_key": "acme/textkit#1"}
 
 
-def crew(model: ModelClient, meter: Meter, workspace: WorkingTree, transcripts: Path, body: str = SLUGIFY.body) -> Team:
-    return Team(model, meter, workspace, Jail(), IssueText("acme/textkit#1", SLUGIFY.title, body), context(), 20,
-                transcripts)
+def crew(model: ModelClient, meter: Meter, workspace: WorkingTree, transcript: RunTranscript,
+         body: str = SLUGIFY.body) -> Team:
+    return Team({role.name: model for role in TEAM}, meter, workspace, Jail(),
+                IssueText("acme/textkit#1", SLUGIFY.title, body), context(), 20, transcript)
 
 
-def architect(model: Completer, meter: Meter, workspace: WorkingTree, transcript: Path,
+def architect(model: Completer, meter: Meter, workspace: WorkingTree, transcript: RunTranscript,
               big_view: bool = False) -> tuple[Agent, Callable[[], Any]]:
     """The Architect's agent, with the editor's view of the root made very long when asked."""
     editor = EditorTool(workspace)
     tools = {"bash": BashTool(workspace, Jail()), EDITOR_TOOL_NAME: BigView(editor) if big_view else editor}
-    agent = Agent(model, tools, [BASH_TOOL, EDITOR_TOOL], meter, 20, transcript)
+    agent = Agent(model, tools, [BASH_TOOL, EDITOR_TOOL], meter, 20,
+                  transcript.conversation(ARCHITECT.title, 0, MODEL))
     task = task_text(Step(ARCHITECT), (), IssueText("acme/textkit#1", SLUGIFY.title, SLUGIFY.body).fenced("issue-0a1b"))
     return agent, lambda: agent.run(ARCHITECT.system_prompt(context()), task, ARCHITECT.final_tools)
-
-
-def saved(path: Path) -> list[dict[str, Any]]:
-    return json.loads(path.read_text())["messages"]
 
 
 def kinds(message: Mapping[str, Any]) -> list[str]:
@@ -114,16 +140,16 @@ def kinds(message: Mapping[str, Any]) -> list[str]:
 
 
 def test_the_whole_team_approves_sending_every_thinking_block_back_as_it_came(
-        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, tmp_path: Path) -> None:
+        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, runs: Runs) -> None:
     meter, dropped = Meter(), server.thinking_dropped
 
-    outcome = run_workflow(crew(model, meter, workspace, tmp_path / "t").perform, max_revisions=3)
+    outcome = run_workflow(crew(model, meter, workspace, runs("t")).perform, max_revisions=3)
 
     assert outcome.kind == "approved"
     assert (workspace.root / SLUGIFY.module_path).read_text() == SLUGIFY.code
     assert len(meter.charges) == server.calls == 4 + 2 + 3 + 2
     assert server.thinking_dropped == dropped
-    blocks = [block for path in (tmp_path / "t").glob("*.json") for message in saved(path)
+    blocks = [block for messages in runs.all_saved("t") for message in messages
               if message["role"] == "assistant" for block in message["content"]]
     thinking = [block for block in blocks if block["type"] == "thinking"]
     assert len(thinking) == server.calls and all(block["thinking"] == "" and block["signature"] for block in thinking)
@@ -199,10 +225,10 @@ def drop_between(messages: list[dict[str, Any]]) -> None:
     (drop_between, 4, "The block is bound to a different conversation"),
 ])
 def test_thinking_changed_on_its_way_out_ends_the_role_with_the_apis_reason(
-        model: ModelClient, workspace: WorkingTree, tmp_path: Path,
+        model: ModelClient, workspace: WorkingTree, runs: Runs,
         change: Callable[[list[dict[str, Any]]], None], at: int, said: str) -> None:
     meter = Meter()
-    _, run = architect(Tampering(model, at, change), meter, workspace, tmp_path / "a.json")
+    _, run = architect(Tampering(model, at, change), meter, workspace, runs("a"))
 
     with pytest.raises(AsmError, match="the model API refused the request") as caught:
         run()
@@ -215,25 +241,25 @@ def test_thinking_changed_on_its_way_out_ends_the_role_with_the_apis_reason(
 
 
 def test_a_paused_turn_goes_back_as_it_is_and_its_continuation_completes_it(
-        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, tmp_path: Path) -> None:
-    team = crew(model, Meter(), workspace, tmp_path / "t", SLUGIFY.body + "\nasm-sandbox: stop=pause_turn@0")
+        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, runs: Runs) -> None:
+    team = crew(model, Meter(), workspace, runs("t"), SLUGIFY.body + "\nasm-sandbox: stop=pause_turn@0")
 
     team.perform(Step(ARCHITECT), ())
 
     assert (workspace.root / SLUGIFY.module_path).read_text() == SLUGIFY.code
     assert server.calls == 4 + 1
-    messages = saved(tmp_path / "t" / "0-architect.json")
+    messages = runs.saved("t")
     assert kinds(messages[1]) == ["thinking", "tool_use"]  # the paused thinking, then the rest of that turn
     assert [m["role"] for m in messages] == ["user", "assistant"] * 4
 
 
 def test_a_tool_call_cut_at_max_tokens_is_not_run_and_the_model_makes_it_again(
-        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, tmp_path: Path) -> None:
-    team = crew(model, Meter(), workspace, tmp_path / "t", SLUGIFY.body + "\nasm-sandbox: stop=max_tokens@1")
+        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, runs: Runs) -> None:
+    team = crew(model, Meter(), workspace, runs("t"), SLUGIFY.body + "\nasm-sandbox: stop=max_tokens@1")
 
     team.perform(Step(ARCHITECT), ())
 
-    messages = saved(tmp_path / "t" / "0-architect.json")
+    messages = runs.saved("t")
     cut, answer = messages[3], messages[4]
     assert cut["content"][-1]["input"] == {"command": "create", "path": SLUGIFY.module_path}
     assert answer["content"] == [{"type": "tool_result", "tool_use_id": cut["content"][-1]["id"], "content": CUT_CALL,
@@ -244,52 +270,52 @@ def test_a_tool_call_cut_at_max_tokens_is_not_run_and_the_model_makes_it_again(
 
 
 def test_text_cut_at_max_tokens_is_followed_by_a_turn_that_says_so(
-        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, tmp_path: Path) -> None:
-    team = crew(model, Meter(), workspace, tmp_path / "t", SLUGIFY.body + "\nasm-sandbox: stop=max_tokens@3")
+        model: ModelClient, workspace: WorkingTree, server: ScriptedModelServer, runs: Runs) -> None:
+    team = crew(model, Meter(), workspace, runs("t"), SLUGIFY.body + "\nasm-sandbox: stop=max_tokens@3")
 
     output = team.perform(Step(ARCHITECT), ())
 
     assert output.summary == f"Implemented `slugify` in {SLUGIFY.module_path}; the existing tests pass."
-    messages = saved(tmp_path / "t" / "0-architect.json")
+    messages = runs.saved("t")
     assert messages[-2]["content"] == [{"type": "text", "text": CUT_TEXT}]
     assert server.calls == 4 + 1
 
 
-def test_a_refusal_stops_the_role_with_the_reason(model: ModelClient, workspace: WorkingTree, tmp_path: Path) -> None:
-    team = crew(model, Meter(), workspace, tmp_path / "t", SLUGIFY.body + "\nasm-sandbox: stop=refusal@1")
+def test_a_refusal_stops_the_role_with_the_reason(model: ModelClient, workspace: WorkingTree, runs: Runs) -> None:
+    team = crew(model, Meter(), workspace, runs("t"), SLUGIFY.body + "\nasm-sandbox: stop=refusal@1")
 
     with pytest.raises(ModelRefused, match='^policy area `cyber`, "This request was declined because it could enable'):
         team.perform(Step(ARCHITECT), ())
 
-    assert len(saved(tmp_path / "t" / "0-architect.json")) == 4  # saved as far as it went
+    assert len(runs.saved("t")) == 4  # saved as far as it went
     assert not (workspace.root / SLUGIFY.module_path).exists()
 
 
 def test_a_full_context_window_trims_and_retries_once(model: ModelClient, workspace: WorkingTree,
-                                                      server: ScriptedModelServer, tmp_path: Path) -> None:
+                                                      server: ScriptedModelServer, runs: Runs) -> None:
     meter, dropped = Meter({3: lambda: server.stop_next("model_context_window_exceeded")}), server.thinking_dropped
-    _, run = architect(model, meter, workspace, tmp_path / "a.json", big_view=True)
+    _, run = architect(model, meter, workspace, runs("a"), big_view=True)
 
     result = run()
 
     assert "slugify" in result.summary
     assert server.calls == 4 + 1
     assert meter.prompt_sizes[3] <= meter.prompt_sizes[2] * 0.75  # the retry, trimmed below what overflowed
-    messages = saved(tmp_path / "a.json")
+    messages = runs.saved("a")
     assert messages[2]["content"][0]["content"] == f"[{BIG:,} {TRIM_NOTE}"
     # The edit invalidated the thinking after it: the API was asked to drop it rather than refuse the request.
     assert server.thinking_dropped > dropped
 
 
 def test_a_prompt_the_api_counts_above_the_window_is_trimmed_and_sent_again(workspace: WorkingTree,
-                                                                           tmp_path: Path) -> None:
+                                                                           runs: Runs) -> None:
     # A model whose tokenizer counts one token a character: the guard's four-characters-a-token estimate
     # falls short, and the API's 400 "prompt is too long" is what tells the loop.
     with ScriptedModelServer(KEY, style="sonnet-5-5", chars_per_token=1) as dense, \
             anthropic.Anthropic(api_key=KEY, base_url=dense.url, max_retries=0) as sdk:
         dense.output_tokens_per_call = 50  # short replies: only the prompt can overrun the window
         roomy = Meter()
-        architect(client_for(sdk), roomy, workspace, tmp_path / "roomy.json", big_view=True)[1]()
+        architect(client_for(sdk), roomy, workspace, runs("roomy"), big_view=True)[1]()
         counted = [usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens for usage in roomy.charges]
         window = (counted[1] + counted[2]) // 2  # the long listing fits while it is the latest turn, not after
         assert counted[1] + 50 <= window < counted[2]
@@ -297,19 +323,19 @@ def test_a_prompt_the_api_counts_above_the_window_is_trimmed_and_sent_again(work
         (workspace.root / SLUGIFY.module_path).unlink()
         meter = Meter()
 
-        result = architect(client_for(sdk, window), meter, workspace, tmp_path / "a.json", big_view=True)[1]()
+        result = architect(client_for(sdk, window), meter, workspace, runs("a"), big_view=True)[1]()
 
     assert "slugify" in result.summary
     assert len(meter.prompt_sizes) == len(roomy.prompt_sizes) + 1  # the refused call, and the same call trimmed
     assert meter.prompt_sizes[:3] == roomy.prompt_sizes[:3]  # the guard's estimate saw nothing to trim
     assert meter.prompt_sizes[3] < meter.prompt_sizes[2] - BIG // 2
-    assert saved(tmp_path / "a.json")[2]["content"][0]["content"] == f"[{BIG:,} {TRIM_NOTE}"
+    assert runs.saved("a")[2]["content"][0]["content"] == f"[{BIG:,} {TRIM_NOTE}"
 
 
 def test_a_context_window_full_again_after_trimming_ends_the_role(model: ModelClient, workspace: WorkingTree,
-                                                                 server: ScriptedModelServer, tmp_path: Path) -> None:
+                                                                 server: ScriptedModelServer, runs: Runs) -> None:
     meter = Meter({3: lambda: server.stop_next("model_context_window_exceeded", count=2)})
-    _, run = architect(model, meter, workspace, tmp_path / "a.json", big_view=True)
+    _, run = architect(model, meter, workspace, runs("a"), big_view=True)
 
     with pytest.raises(AsmError, match="context window .* filled up again"):
         run()
@@ -319,35 +345,35 @@ def test_a_context_window_full_again_after_trimming_ends_the_role(model: ModelCl
 
 
 def test_the_guard_trims_old_tool_results_to_fit_a_small_window(sdk: anthropic.Anthropic, workspace: WorkingTree,
-                                                                 server: ScriptedModelServer, tmp_path: Path) -> None:
+                                                                 server: ScriptedModelServer, runs: Runs) -> None:
     roomy = Meter()
-    architect(client_for(sdk), roomy, workspace, tmp_path / "roomy.json", big_view=True)[1]()
+    architect(client_for(sdk), roomy, workspace, runs("roomy"), big_view=True)[1]()
     room = roomy.prompt_sizes[1] + 100  # the long listing fits while it is the latest turn, not one turn later
     (workspace.root / SLUGIFY.module_path).unlink()
     meter = Meter()
 
-    result = architect(client_for(sdk, room // 4 + MAX_OUTPUT_TOKENS), meter, workspace, tmp_path / "a.json",
+    result = architect(client_for(sdk, room // 4 + MAX_OUTPUT_TOKENS), meter, workspace, runs("a"),
                        big_view=True)[1]()
 
     assert "slugify" in result.summary
     assert max(meter.prompt_sizes) <= room
     assert meter.prompt_sizes[1] == roomy.prompt_sizes[1]  # nothing trimmed while it fitted
-    messages = saved(tmp_path / "a.json")
-    assert messages[0] == saved(tmp_path / "roomy.json")[0]  # the issue, whole
+    messages = runs.saved("a")
+    assert messages[0] == runs.saved("roomy")[0]  # the issue, whole
     assert messages[2]["content"][0]["content"] == f"[{BIG:,} {TRIM_NOTE}"
     assert messages[2]["content"][0]["tool_use_id"] == messages[1]["content"][-1]["id"]
 
 
 def test_the_guard_never_trims_the_latest_turn(sdk: anthropic.Anthropic, workspace: WorkingTree,
-                                              tmp_path: Path) -> None:
+                                              runs: Runs) -> None:
     room = 8_000  # the long listing cannot fit even as the latest turn
-    _, run = architect(client_for(sdk, room // 4 + MAX_OUTPUT_TOKENS), Meter(), workspace, tmp_path / "a.json",
+    _, run = architect(client_for(sdk, room // 4 + MAX_OUTPUT_TOKENS), Meter(), workspace, runs("a"),
                        big_view=True)
 
     with pytest.raises(AsmError, match="no longer fits the model's context window"):
         run()
 
-    assert saved(tmp_path / "a.json")[-1]["content"][0]["content"] == "x" * BIG
+    assert runs.saved("a")[-1]["content"][0]["content"] == "x" * BIG
 
 
 def test_trimming_goes_oldest_first_and_leaves_the_issue_the_latest_turn_and_thinking_alone() -> None:
@@ -385,15 +411,14 @@ def test_a_paused_turn_keeps_the_tool_results_it_answers_whole() -> None:
 # -- the transcript, every turn ----------------------------------------------------------------------
 
 
-def test_the_transcript_is_saved_after_every_turn(model: ModelClient, workspace: WorkingTree, tmp_path: Path) -> None:
-    path = tmp_path / "t" / "a.json"
-    seen: list[tuple[int, int]] = []
-    meter = Meter({n: (lambda: seen.append((len(saved(path)), path.stat().st_mode & 0o777))) for n in (2, 3, 4)})
-    _, run = architect(model, meter, workspace, path)
+def test_the_transcript_is_saved_after_every_turn(model: ModelClient, workspace: WorkingTree, runs: Runs) -> None:
+    seen: list[int] = []
+    meter = Meter({n: (lambda: seen.append(len(runs.saved("a")))) for n in (2, 3, 4)})
+    _, run = architect(model, meter, workspace, runs("a"))
 
     run()
 
-    assert seen == [(3, 0o600), (5, 0o600), (7, 0o600)]  # what a worker killed before that call leaves behind
+    assert seen == [3, 5, 7]  # what a worker killed before that call leaves behind
 
 
 # -- the model client's part -------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 from redis.connection import parse_url
 
-from asm.config import SECRET_VARIABLES, Settings, load_settings, read_dotenv, require, without_password
+from asm.agents.roles import TEAM
+from asm.config import ROLES, SECRET_VARIABLES, Settings, load_settings, read_dotenv, require, without_password
 from asm.errors import ConfigError
 from asm.spend.cost import PRICES, Price
 
@@ -178,6 +179,15 @@ MALFORMED = [
         ("ASM_TOOL_NETWORK", "perhaps"),
         ("ASM_FLOWER_AUTH", "nocolon"),
         ("ASM_MODEL", "a,b"),
+        ("ASM_MODEL_ARCHITECT", "claude-unpriced-9"),
+        ("ASM_MODEL_SECURITY", "claude-unpriced-9"),
+        ("ASM_MODEL_TESTER", "claude-unpriced-9"),
+        ("ASM_MODEL_PO", "claude-unpriced-9"),
+        ("ASM_MODEL_PO", "a,b"),
+        ("ASM_MENTION", "asm"),
+        ("ASM_MENTION", "@a b"),
+        ("ASM_MAX_CI_FIXES", "-1"),
+        ("ASM_MAX_CI_FIXES", "two"),
 ]
 
 
@@ -219,6 +229,8 @@ def test_the_error_is_one_line_of_asm_s_never_pydantic_s(variable: str, value: s
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud': must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         ({"ASM_CLAIM_TTL": "2.5"}, "ASM_CLAIM_TTL='2.5': must be at least 3 seconds (it is renewed every third of it)"),
         ({"ASM_MODEL": "claude-unpriced-9"}, "ASM_MODEL='claude-unpriced-9' has no known price; add it to ASM_PRICES"),
+        ({"ASM_MODEL_TESTER": "claude-unpriced-9"},
+         "ASM_MODEL_TESTER='claude-unpriced-9' has no known price; add it to ASM_PRICES"),
         ({"ASM_PRICES": "claude-x=1,2,3"},
          "ASM_PRICES: 'claude-x=1,2,3' is not model=input,output,cache_write,cache_read (USD per MTok)"),
         ({"ASM_PRICES": "claude-x=1,2,3,4; claude-y=1,2,3,free"},
@@ -243,6 +255,25 @@ def test_an_unpriced_model_is_accepted_once_asm_prices_prices_it() -> None:
     assert settings.price == Price(1, 2, 3, 4)
 
 
+def test_every_role_s_model_is_asm_model_unless_its_own_is_set() -> None:
+    assert ROLES == tuple(role.name for role in TEAM)
+    assert {role: load({}).model_for(role) for role in ROLES} == dict.fromkeys(ROLES, "claude-sonnet-5-5")
+    settings = load({"ASM_MODEL": "claude-haiku-4-5", "ASM_MODEL_ARCHITECT": "claude-opus-4-1",
+                     "ASM_MODEL_PO": "claude-house-1", "ASM_PRICES": "claude-house-1=2,10,2.5,0.2"})
+
+    assert [settings.model_for(role) for role in ROLES] == [
+        "claude-opus-4-1", "claude-haiku-4-5", "claude-haiku-4-5", "claude-house-1"]
+    assert settings.model_prices == {"claude-haiku-4-5": PRICES["claude-haiku-4-5"],
+                                     "claude-opus-4-1": PRICES["claude-opus-4-1"],
+                                     "claude-house-1": Price(2, 10, 2.5, 0.2)}
+
+
+def test_an_unpriced_asm_model_is_named_though_every_role_has_a_priced_model_of_its_own() -> None:
+    roles = {f"ASM_MODEL_{role.upper()}": "claude-haiku-4-5" for role in ROLES}
+    with pytest.raises(ConfigError, match="^ASM_MODEL='claude-unpriced-9' has no known price"):
+        load({"ASM_MODEL": "claude-unpriced-9", **roles})
+
+
 def test_a_dated_model_id_is_priced_by_its_family() -> None:
     assert load({"ASM_MODEL": "claude-sonnet-4-5-20250929"}).price == PRICES["claude-sonnet-4-5"]
 
@@ -256,7 +287,8 @@ def test_every_variable_of_the_design_is_read_and_named_in_its_field_s_docstring
 
     assert set(variables.values()) == {
         "ASM_REDIS_URL", "GITHUB_TOKEN", "ASM_GITHUB_URL", "ASM_REPOS", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-        "ASM_MODEL", "ASM_PRICES", "ASM_GITHUB_WRITE_INTERVAL", "ASM_TOOL_USER", "ASM_TRUSTED_PERMISSION",
+        "ASM_MODEL", "ASM_PRICES", "ASM_MODEL_ARCHITECT", "ASM_MODEL_SECURITY", "ASM_MODEL_TESTER", "ASM_MODEL_PO",
+        "ASM_GITHUB_WRITE_INTERVAL", "ASM_TOOL_USER", "ASM_TRUSTED_PERMISSION", "ASM_MENTION", "ASM_MAX_CI_FIXES",
         "ASM_SANDBOX", "ASM_TOOL_NETWORK", "ASM_FLOWER_AUTH", "ASM_WORKSPACE_DIR", "ASM_READY_LABEL",
         "ASM_SCAN_INTERVAL", "ASM_MAX_REVISIONS", "ASM_AUTO_MERGE", "ASM_MAX_AGENT_RETRIES",
         "ASM_RETRY_BACKOFF_SECONDS", "ASM_MAX_COST_USD", "ASM_MAX_COST_PER_REPO_DAY_USD", "ASM_MAX_COST_PER_DAY_USD",

@@ -69,6 +69,11 @@ def test_an_unknown_model_raises_config_error_naming_asm_model(model: str) -> No
     assert "ASM_PRICES" in str(caught.value)
 
 
+def test_an_unknown_model_is_named_with_the_variable_that_asked_for_it() -> None:
+    with pytest.raises(ConfigError, match="^ASM_MODEL_PO='gpt-5' has no known price; add it to ASM_PRICES$"):
+        price_for("gpt-5", variable="ASM_MODEL_PO")
+
+
 # -- Usage -----------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import redis
 from asm.fleet.queue import PROCESS_ISSUE, enqueue
 from asm.keys import RUNNING, IssueRef
 from asm.observe.status import read_history
+from asm.observe.transcripts import Transcripts
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
@@ -198,7 +199,10 @@ def test_no_secret_reaches_tools_comments_pull_requests_logs_or_git_config(fleet
             *fleet.github.issue(repo, number).comments, fleet.workers[0].log()]
     workspaces = fleet.root / "workspaces"
     seen += [path.read_text() for path in workspaces.rglob("config") if path.parent.name.endswith(".git")]
-    seen += [path.read_text() for path in workspaces.rglob("*.json")]  # transcripts
+    book, issue = Transcripts(client, ()), IssueRef(repo, number)
+    kept = [json.dumps(vars(step)) for run in book.runs(issue) for step in book.conversations(issue, run.run)]
+    assert len(kept) == 4  # every role's conversation, in Redis
+    seen += kept
     for text in seen:
         for secret in secrets:
             assert secret not in text

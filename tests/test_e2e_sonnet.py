@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ import redis
 
 from asm.fleet.queue import enqueue
 from asm.keys import IssueRef
+from asm.observe.transcripts import Transcripts
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.sandbox.sample_repo import SOLUTIONS
@@ -50,9 +50,10 @@ def test_issues_become_pull_requests_with_every_thinking_block_sent_back_as_it_c
         [pull] = pulls_for(fleet, repo, number)
         assert fleet.github.file_at(repo, pull.head, solution.module_path) == solution.code
         assert fleet.github.issue(repo, number).labels == ("in-review",)
-    transcripts = [json.loads(path.read_text()) for path in (fleet.root / "workspaces").rglob("*.json")
-                   if "acme__thinking" in str(path)]
-    blocks = [block for transcript in transcripts for message in transcript["messages"]
+    book = Transcripts(redis.Redis.from_url(fleet.redis_url), ())
+    transcripts = [step for issue in (IssueRef(repo, number) for number in numbers) for run in book.runs(issue)
+                   for step in book.conversations(issue, run.run)]
+    blocks = [block for transcript in transcripts for message in transcript.messages
               if message["role"] == "assistant" for block in message["content"]]
     assert len(transcripts) == 4 * 3
     assert sum(block["type"] == "thinking" and bool(block["signature"]) for block in blocks) >= 11 * 3

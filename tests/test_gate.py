@@ -7,8 +7,6 @@ outsider) and checks what asm did: worked it or not, what it said, what the mode
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import redis
 
@@ -16,6 +14,7 @@ from asm.fleet.queue import enqueue
 from asm.fleet.scan import scan
 from asm.github import COMMENT_PREFIX
 from asm.keys import QUEUED, IssueRef
+from asm.observe.transcripts import Transcripts
 from asm.sandbox.fleet import Sandbox, point_process_at
 from asm.sandbox.github_state import BOT_LOGIN
 from asm.sandbox.sample_repo import SOLUTIONS
@@ -62,9 +61,10 @@ def deliver(fleet: Sandbox, client: redis.Redis, work_issue):
 
 
 def first_user_turn(fleet: Sandbox, repo: str, number: int) -> str:
-    owner, name = repo.split("/")
-    path = fleet.root / "workspaces" / ".transcripts" / f"{owner}__{name}" / f"issue-{number}" / "0-architect.json"
-    return json.loads(path.read_text())["messages"][0]["content"][0]["text"]
+    """The Architect's first user turn in the issue's latest run, as its transcript keeps it."""
+    issue, book = IssueRef(repo, number), Transcripts(redis.Redis.from_url(fleet.redis_url), ())
+    architect = book.conversations(issue, book.runs(issue)[-1].run)[0]
+    return str(architect.messages[0]["content"][0]["text"])
 
 
 def test_a_label_by_a_triager_starts_nothing_and_says_once_who_may_label(fleet: Sandbox, client: redis.Redis,

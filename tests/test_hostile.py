@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ import redis
 
 from asm.fleet.queue import enqueue
 from asm.guard.redaction import Secrets
-from asm.keys import IssueRef
+from asm.keys import IssueRef, transcript_key, transcripts_key
 from asm.sandbox.fleet import Sandbox, running_fleet, wait_for
 from asm.sandbox.hostile import EDITOR, MARK, SURVIVOR, attacks, host_traces
 from asm.sandbox.redis_server import RedisServer
@@ -43,14 +44,17 @@ def secrets(fleet: Sandbox) -> Secrets:
     return Secrets([fleet.github_token, fleet.api_key])
 
 
-def transcripts(fleet: Sandbox, repo: str, number: int) -> list[Path]:
-    owner, name = repo.split("/")
-    return sorted((fleet.root / "workspaces" / ".transcripts" / f"{owner}__{name}" / f"issue-{number}").glob("*.json"))
+def transcripts(fleet: Sandbox, repo: str, number: int) -> list[bytes]:
+    """Each step's conversation of the issue's runs, step by step, as Redis keeps it (decompressed)."""
+    client, issue = redis.Redis.from_url(fleet.redis_url), IssueRef(repo, number)
+    runs = sorted(int(name.decode().split(":")[1]) for name in client.hkeys(transcripts_key(issue)) if name != b"next")
+    return [zlib.decompress(data) for run in runs
+            for _, data in sorted(client.hgetall(transcript_key(issue, str(run))).items())]
 
 
-def tool_results(path: Path) -> list[tuple[str, dict, dict]]:
+def tool_results(transcript: bytes) -> list[tuple[str, dict, dict]]:
     """(tool name, tool input, tool result) of every call in a transcript, in order."""
-    messages = json.loads(path.read_text())["messages"]
+    messages = json.loads(transcript)["messages"]
     uses = {block["id"]: block for message in messages if message["role"] == "assistant"
             for block in message["content"] if block.get("type") == "tool_use"}
     return [(uses[block["tool_use_id"]]["name"], uses[block["tool_use_id"]]["input"], block)
@@ -144,11 +148,8 @@ def assert_nothing_secret_anywhere(fleet: Sandbox, secrets: Secrets, repo: str) 
             issue = fleet.github.issue(repo, number)
         except Exception:  # past the last issue or pull request
             break
-        for text in (issue.body, *issue.comments):
-            assert not secrets.found_in(text), (number, text)
-    for path in (fleet.root / "workspaces" / ".transcripts").rglob("*.json"):
-        assert not secrets.found_in(path.read_bytes()), path
-        assert path.stat().st_mode & 0o777 == 0o600, path
+        for text in (issue.body, *issue.comments, *transcripts(fleet, repo, number)):
+            assert not secrets.found_in(text), (number, text[:200])
     for log in (fleet.root / "logs").glob("*.log"):
         assert not secrets.found_in(log.read_bytes()), log
 
@@ -182,5 +183,5 @@ def test_a_secret_quoted_in_a_clarification_is_redacted_in_every_encoding(fleet:
     asked = fleet.github.issue(repo, number).comments[-1]
     assert "Which module" in asked and asked.count("[redacted]") == 3
     assert not secrets.found_in(asked)
-    for path in transcripts(fleet, repo, number):
-        assert not secrets.found_in(path.read_bytes())
+    kept = transcripts(fleet, repo, number)
+    assert kept and not any(secrets.found_in(transcript) for transcript in kept)

@@ -4,6 +4,10 @@ has to die for, each asserted on GitHub and in Redis."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
+import pytest
 import redis
 
 from asm.keys import METRICS, IssueRef, attempts_key
@@ -12,6 +16,7 @@ from asm.observe.progress import Progress
 from asm.run.issue_run import MAX_ATTEMPTS
 from asm.sandbox.fleet import Sandbox
 from asm.sandbox.sample_repo import SOLUTIONS
+from asm.spend.cost import PRICES, Usage
 
 REPO = "acme/textkit"
 
@@ -119,3 +124,65 @@ def test_every_billed_call_is_counted_in_the_metrics_beside_the_ledger(sandbox: 
     assert metrics[field("asm_tokens_total", kind="output")] == spend.usage.output_tokens
     assert metrics[field("asm_tokens_total", kind="cache_read")] == spend.usage.cache_read_tokens
     assert metrics[field("asm_issues_total", outcome="in-review")] == 1
+
+
+def billed(usage: Mapping[str, int]) -> Usage:
+    """A call's usage as the model server billed it."""
+    return Usage(usage["input_tokens"], usage["output_tokens"], usage["cache_creation_input_tokens"],
+                 usage["cache_read_input_tokens"])
+
+
+def test_each_role_calls_its_own_model_and_each_call_is_charged_at_that_model_s_prices(sandbox: Sandbox,
+                                                                                      work_issue) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+    dear, cheap = "claude-opus-4-1", "claude-haiku-4-5"  # $15 / $75 and $1 / $5 per MTok of input / output
+
+    result, deps = work_issue(REPO, number, ASM_MODEL=cheap, ASM_MODEL_ARCHITECT=dear)
+
+    assert result.outcome == "in-review"
+    asked = sandbox.model.requests
+    assert {(call.role, call.model) for call in asked} == {
+        ("Architect", dear), ("Security reviewer", cheap), ("Tester", cheap), ("Product Owner", cheap)}
+    spend = deps.ledger.spend(IssueRef(REPO, number))
+    assert spend.calls == len(asked)
+    calls = [(billed(call.usage), PRICES[call.model]) for call in asked]
+    assert spend.usd == pytest.approx(sum(usage.cost(price) for usage, price in calls))
+    assert spend.saved_usd == pytest.approx(sum(usage.saved_by_cache(price) for usage, price in calls))
+    assert spend.usd > 2 * sum(billed(call.usage).cost(PRICES[cheap]) for call in asked)  # the Architect's is dear
+    # One client per model, all on one connection pool to the API.
+    assert deps.models["security"] is deps.models["tester"] is deps.models["po"] is not deps.models["architect"]
+    assert deps.models["architect"].client is deps.models["po"].client
+
+
+def per_role_rows(body: str) -> list[list[str]]:
+    """The cells of the per-role table at the end of a pull request's body."""
+    block = body[body.rindex("<details>"):]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("| ") and not line.startswith(("| role", "| ---"))]
+
+
+def test_the_pull_request_ends_with_a_collapsed_report_of_each_role_step_adding_up_to_the_spend(
+        sandbox: Sandbox, work_issue) -> None:
+    sandbox.create_repo(REPO)
+    solution = SOLUTIONS[0]
+    number = sandbox.add_issue(REPO, solution.title, f"{solution.body}\nasm-sandbox: po=REVISE,APPROVE")
+
+    _, deps = work_issue(REPO, number, ASM_MODEL_PO="claude-haiku-4-5")
+
+    [pull] = sandbox.github.pulls(REPO)
+    body = re.sub(r"(\s*<!--.*?-->)*\s*$", "", pull.body, flags=re.S)  # what a reader sees: no hidden markers
+    spend = deps.ledger.spend(IssueRef(REPO, number))
+    assert body.endswith("</details>") and body.index("## Cost") < body.index("<details>")  # the sections stay
+    assert f"<details><summary>Per role: {spend.calls} turns, ${spend.usd:.4f}</summary>" in body
+    rows = per_role_rows(body)
+    titles = ["Architect", "Security reviewer", "Tester", "Product Owner"]
+    assert [(row[0], row[1]) for row in rows] == [(title, n) for n in ("1", "2") for title in titles]
+    assert [row[2] for row in rows] == ["`claude-sonnet-5-5`"] * 3 + ["`claude-haiku-4-5`"] + \
+        ["`claude-sonnet-5-5`"] * 3 + ["`claude-haiku-4-5`"]
+    assert sum(int(row[3]) for row in rows) == spend.calls == len(sandbox.model.requests)
+    assert sum(int(row[4].replace(",", "")) for row in rows) == spend.usage.total_tokens
+    assert sum(float(row[5].lstrip("$")) for row in rows) == pytest.approx(spend.usd, abs=0.00005 * len(rows))
+    assert all(row[6].endswith("s") for row in rows)
+    assert f"- **Architect** (round 1): Implemented `{solution.function}` in {solution.module_path}" in body
+    assert "- **Product Owner** (round 2): " in body

@@ -219,6 +219,37 @@ def answered(messages: list[dict[str, Any]], reply: anthropic.types.Message, out
     return [*messages, assistant, {"role": "user", "content": results}]
 
 
+def test_every_call_is_logged_with_its_model_prompt_task_role_and_bill(server: ScriptedModelServer,
+                                                                        sdk: anthropic.Anthropic) -> None:
+    reply = role_call(sdk, SECURITY, start(SECURITY))
+    server.fail_next(529)
+    with pytest.raises(anthropic.InternalServerError):
+        sdk.messages.create(model="claude-opus-4-1", max_tokens=64, messages=hello())
+
+    answered_call, failed = server.requests
+    assert (answered_call.model, answered_call.role) == (MODEL, "Security reviewer")
+    assert answered_call.system == system_prompt(SECURITY)
+    assert answered_call.first_user == first_turn(SECURITY)
+    assert answered_call.usage == reply.usage.model_dump(include={"input_tokens", "output_tokens",
+                                                                  "cache_creation_input_tokens",
+                                                                  "cache_read_input_tokens"})
+    assert (failed.model, failed.system, failed.first_user, failed.role, failed.usage) == (
+        "claude-opus-4-1", "", "Hello", "", None)
+    server.reset()
+    assert server.requests == []
+
+
+def test_the_model_named_changes_neither_the_script_nor_the_bill(sdk: anthropic.Anthropic) -> None:
+    replies = [sdk.messages.create(model=model, max_tokens=1024, system=system_prompt(ARCHITECT),
+                                   messages=[{"role": "user", "content": first_turn(ARCHITECT)}],
+                                   tools=[BASH_TOOL, EDITOR_TOOL])
+               for model in ("claude-opus-4-1", "claude-haiku-4-5")]
+
+    dear, cheap = ([block.model_dump(exclude={"id"}) for block in reply.content] for reply in replies)
+    assert dear == cheap
+    assert replies[0].usage == replies[1].usage  # nothing cached: no breakpoints, and caches are per model anyway
+
+
 def test_the_prompts_name_what_the_script_reads() -> None:
     prompt, opening = system_prompt(ARCHITECT), first_turn(ARCHITECT)
 

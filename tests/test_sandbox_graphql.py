@@ -242,8 +242,10 @@ def test_unknown_fields_and_types_answer_200_with_errors(gh, server):
         "path": ["query", "repository", "issue", "reactions"],
         "extensions": {"code": "undefinedField", "typeName": "Issue", "fieldName": "reactions"},
     }]
-    [fragment] = refused(gh, issue_query("timelineItems(first: 1) { nodes { ... on Commit { oid } } }"))
-    assert fragment["message"] == "No such type Commit, so it can't be a fragment condition"
+    [fragment] = refused(gh, issue_query("timelineItems(first: 1) { nodes { ... on NoSuchThing { name } } }"))
+    assert fragment["message"] == "No such type NoSuchThing, so it can't be a fragment condition"
+    [misplaced] = refused(gh, issue_query("timelineItems(first: 1) { nodes { ... on Commit { oid } } }"))
+    assert misplaced["message"] == "Fragment on Commit can't be spread inside IssueTimelineItems"
     [union] = refused(gh, issue_query("timelineItems(first: 1) { nodes { createdAt } }"))
     assert union["message"] == "Selections can't be made directly on unions (see selections on IssueTimelineItems)"
     [leaf] = refused(gh, issue_query("title { length }"))
@@ -356,3 +358,206 @@ def test_the_parser_reads_every_literal():
     assert args["list"] == (Variable("b"), EnumValue("OPEN"))
     with pytest.raises(GraphQLSyntaxError):
         parse("query Q($a: Int) { }")
+
+
+# -- conversations on pull requests: the two queries asm sends ----------------------------------
+
+PULL_CONVERSATION = """
+fragment PullConversation on PullRequest {
+  number headRefName headRefOid baseRefName state author { login }
+  comments(last: 100) { nodes { databaseId author { login } body createdAt } }
+  reviews(last: 50) { nodes { databaseId author { login } state body submittedAt commit { oid }
+    comments(first: 50) { nodes { databaseId author { login } body path line originalLine diffHunk createdAt replyTo { databaseId } } } } }
+  commits(last: 1) { nodes { commit { oid statusCheckRollup { state contexts(first: 100) { nodes {
+    __typename
+    ... on CheckRun { databaseId name status conclusion title summary detailsUrl checkSuite { app { slug } } }
+    ... on StatusContext { context state description targetUrl }
+  } } } } } }
+}
+"""  # noqa: E501
+CONVERSATIONS = """
+query Conversations($owner: String!, $name: String!, $pulls: String, $issues: String, $waiting: [String!], $withPulls: Boolean!, $withIssues: Boolean!) {
+  repository(owner: $owner, name: $name) {
+    pullRequests(states: [OPEN], first: 20, after: $pulls, orderBy: {field: CREATED_AT, direction: ASC}) @include(if: $withPulls) {
+      pageInfo { hasNextPage endCursor }
+      nodes { ...PullConversation }
+    }
+    issues(states: [OPEN], labels: $waiting, first: 20, after: $issues, orderBy: {field: CREATED_AT, direction: ASC}) @include(if: $withIssues) {
+      pageInfo { hasNextPage endCursor }
+      nodes { number comments(last: 50) { nodes { databaseId author { login } body createdAt } } }
+    }
+  }
+}
+""" + PULL_CONVERSATION  # noqa: E501
+PULL = """
+query Pull($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) { pullRequest(number: $number) { ...PullConversation } }
+}
+""" + PULL_CONVERSATION
+
+
+def open_pulls(state: GitHubState, count: int) -> list[int]:
+    """`count` pull requests by asm, each on its own branch adding `app.py`; their numbers.
+
+    The branches go into the bare repository in one `git fast-import`, a push's result without its cost.
+    """
+    bare = state.repo(REPO).path
+    main = state.branch_sha(REPO, "main")
+    stream = ""
+    for n in range(count):
+        message, text = f"change {n}", f"first\nchange {n}\nthird\n"
+        stream += (f"commit refs/heads/ai-feature/issue-{n + 1}\ncommitter T <t@example.invalid> 1700000000 +0000\n"
+                   f"data {len(message)}\n{message}\nfrom {main}\nM 100644 inline app.py\ndata {len(text)}\n{text}\n")
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=bare, input=stream, text=True, check=True)
+    return [state.create_pull(REPO, f"[AI] {n + 1}", "", f"ai-feature/issue-{n + 1}", "main").number
+            for n in range(count)]
+
+
+def test_the_pull_query_reads_what_was_said_and_what_ci_thinks(server, state):
+    [number] = open_pulls(state, 1)
+    state.add_user("rita")
+    state.grant(REPO, "rita", "write")
+    remark = state.add_comment(REPO, number, "@asm rename it", author="rita")
+    review = state.submit_review(REPO, number, "rita", "REQUEST_CHANGES", "Not yet.",
+                                 comments=[{"path": "app.py", "line": 2, "body": "Why?"}])
+    line = review.comments[0]
+    reply = state.add_review_comment(REPO, number, "asm-sandbox-bot", "Because.", "", None, in_reply_to=line.id)
+    state.submit_review(REPO, number, "rita", None, "draft")  # pending: asm must not see it
+    head = state.head_sha(REPO, number)
+    job = state.create_check_run(REPO, head, "tests", conclusion="failure", title="1 failed", summary="test_x")
+    state.create_check_run(REPO, head, "lint", status="in_progress", app="super-linter")
+    state.create_status(REPO, head, "ci/docs", "success", "built", "https://ci.example/docs")
+
+    pull = query(connect(server), PULL, owner=OWNER, name=NAME, number=number)["repository"]["pullRequest"]
+
+    rita = {"login": "rita"}
+    assert pull["number"] == number and pull["state"] == "OPEN" and pull["author"] == {"login": "asm-sandbox-bot"}
+    assert (pull["headRefName"], pull["headRefOid"], pull["baseRefName"]) == ("ai-feature/issue-1", head, "main")
+    assert pull["comments"]["nodes"] == [{"databaseId": remark.id, "author": rita, "body": "@asm rename it",
+                                          "createdAt": remark.created_at}]
+    first, second = pull["reviews"]["nodes"]
+    assert first == {
+        "databaseId": review.id, "author": rita, "state": "CHANGES_REQUESTED", "body": "Not yet.",
+        "submittedAt": review.submitted_at, "commit": {"oid": head},
+        "comments": {"nodes": [{"databaseId": line.id, "author": rita, "body": "Why?", "path": "app.py", "line": 2,
+                                "originalLine": 2, "diffHunk": "@@ -0,0 +1,3 @@\n+first\n+change 0",
+                                "createdAt": line.created_at, "replyTo": None}]}}
+    assert (second["state"], second["body"], second["author"]) == ("COMMENTED", "", {"login": "asm-sandbox-bot"})
+    assert second["comments"]["nodes"][0]["replyTo"] == {"databaseId": line.id}
+    assert second["comments"]["nodes"][0]["databaseId"] == reply.id
+    [commit] = pull["commits"]["nodes"]
+    assert commit["commit"]["oid"] == head
+    rollup = commit["commit"]["statusCheckRollup"]
+    assert rollup["state"] == "FAILURE"
+    assert rollup["contexts"]["nodes"] == [
+        {"__typename": "CheckRun", "databaseId": job, "name": "tests", "status": "COMPLETED", "conclusion": "FAILURE",
+         "title": "1 failed", "summary": "test_x", "checkSuite": {"app": {"slug": "github-actions"}},
+         "detailsUrl": f"{state.web_url}/{REPO}/actions/runs/{state.check_run(REPO, job).suite_id}/job/{job}"},
+        {"__typename": "CheckRun", "databaseId": job + 2, "name": "lint", "status": "IN_PROGRESS", "conclusion": None,
+         "title": None, "summary": None, "detailsUrl": f"{state.web_url}/apps/super-linter",
+         "checkSuite": {"app": {"slug": "super-linter"}}},
+        {"__typename": "StatusContext", "context": "ci/docs", "state": "SUCCESS", "description": "built",
+         "targetUrl": "https://ci.example/docs"},
+    ]
+    as_rita = query(connect(server, state.token_for("rita")), PULL, owner=OWNER, name=NAME, number=number)
+    assert [r["state"] for r in as_rita["repository"]["pullRequest"]["reviews"]["nodes"]][-1] == "PENDING"
+
+
+def test_the_rollup_is_null_without_checks_and_follows_the_newest_run(gh, state):
+    [number] = open_pulls(state, 1)
+    head = state.head_sha(REPO, number)
+
+    def rollup() -> dict | None:
+        pull = query(gh, PULL, owner=OWNER, name=NAME, number=number)["repository"]["pullRequest"]
+        return pull["commits"]["nodes"][0]["commit"]["statusCheckRollup"]
+
+    assert rollup() is None
+    run = state.create_check_run(REPO, head, "tests", status="queued")
+    assert rollup()["state"] == "PENDING"
+    state.update_check_run(REPO, run, conclusion="success")
+    assert rollup()["state"] == "SUCCESS"
+    state.create_check_run(REPO, head, "tests", conclusion="timed_out")  # a re-run: the newest of a name counts
+    assert rollup()["state"] == "FAILURE" and len(rollup()["contexts"]["nodes"]) == 1
+    state.create_check_run(REPO, head, "tests", conclusion="neutral")
+    state.create_status(REPO, head, "ci/x", "error")
+    assert rollup()["state"] == "ERROR"
+    with pytest.raises(github.UnknownObjectException):
+        gh.requester.graphql_query(PULL, {"owner": OWNER, "name": NAME, "number": 999})
+
+
+def test_the_conversations_query_pages_pull_requests_and_waiting_issues(gh, state):
+    numbers = open_pulls(state, 22)
+    state.close_issue(REPO, numbers[5])  # closed: not among the open ones
+    state.add_labels(REPO, numbers[0], ["needs-clarification"])  # a pull request is never one of the issues
+    waiting = state.create_issue(REPO, "Which colour?", labels=["needs-clarification"])
+    answered = state.add_comment(REPO, waiting, "Blue.", author="sandbox-user")
+    other = state.create_issue(REPO, "Which size?", labels=["Question"])
+    state.create_issue(REPO, "Unlabelled")
+    closed = state.create_issue(REPO, "Old", labels=["needs-clarification"])
+    state.close_issue(REPO, closed)
+    variables = dict(owner=OWNER, name=NAME, pulls=None, issues=None, waiting=["needs-clarification", "question"],
+                     withPulls=True, withIssues=True)
+
+    first = query(gh, CONVERSATIONS, **variables)["repository"]
+    after = first["pullRequests"]["pageInfo"]["endCursor"]
+    rest = query(gh, CONVERSATIONS, **{**variables, "pulls": after, "withIssues": False})["repository"]
+
+    open_numbers = [n for n in numbers if n != numbers[5]]
+    assert [p["number"] for p in first["pullRequests"]["nodes"]] == open_numbers[:20]
+    assert first["pullRequests"]["pageInfo"]["hasNextPage"] is True
+    assert [p["number"] for p in rest["pullRequests"]["nodes"]] == open_numbers[20:]
+    assert rest["pullRequests"]["pageInfo"]["hasNextPage"] is False
+    assert "issues" not in rest  # @include(if: false) leaves the field out altogether
+    assert first["issues"]["pageInfo"]["hasNextPage"] is False
+    assert first["issues"]["nodes"] == [
+        {"number": waiting, "comments": {"nodes": [{"databaseId": answered.id, "author": {"login": "sandbox-user"},
+                                                    "body": "Blue.", "createdAt": answered.created_at}]}},
+        {"number": other, "comments": {"nodes": []}},
+    ]
+    everything = query(gh, CONVERSATIONS, **{**variables, "waiting": None, "withPulls": False})["repository"]
+    assert list(everything) == ["issues"] and len(everything["issues"]["nodes"]) == 3
+
+
+def test_input_objects_are_coerced_and_checked(gh, state):
+    numbers = open_pulls(state, 3)
+    text = """query($order: IssueOrder) { repository(owner: "acme", name: "shop") {
+      pullRequests(first: 5, orderBy: $order) { nodes { number } } } }"""
+    literal = """{ repository(owner: "acme", name: "shop") {
+      pullRequests(first: 5, orderBy: {field: %s, direction: %s}) { nodes { number } } } }"""
+
+    def numbers_in(data: dict) -> list[int]:
+        return [node["number"] for node in data["repository"]["pullRequests"]["nodes"]]
+
+    assert numbers_in(query(gh, text, order={"field": "CREATED_AT", "direction": "DESC"})) == numbers[::-1]
+    assert numbers_in(query(gh, text)) == numbers  # no order: oldest first
+    assert numbers_in(query(gh, literal % ("UPDATED_AT", "ASC"))) == numbers
+    [unknown] = refused(gh, literal.replace("direction", "sense") % ("CREATED_AT", "ASC"))
+    assert unknown["message"] == ("Argument 'orderBy' on Field 'pullRequests' has an invalid value "
+                                  "({field: CREATED_AT, sense: ASC}). Expected type 'IssueOrder'.")
+    [missing] = refused(gh, literal.replace(", direction: %s", "") % "CREATED_AT")
+    assert missing["extensions"]["code"] == "argumentLiteralsIncompatible"
+    [bad] = refused(gh, text, order={"field": "TITLE", "direction": "ASC"})
+    assert bad["message"] == "Variable $order of type IssueOrder was provided invalid value"
+    [mismatch] = refused(gh, text.replace("$order: IssueOrder", "$order: PullRequestOrder"),
+                         order={"field": "CREATED_AT", "direction": "ASC"})
+    assert mismatch["message"] == ("Type mismatch on variable $order and argument orderBy "
+                                   "(PullRequestOrder / IssueOrder)")
+
+
+def test_pull_request_states_and_filters(gh, state):
+    merged, closed, kept = open_pulls(state, 3)
+    state.merge_pull(REPO, merged)
+    state.close_issue(REPO, closed)
+    state.add_labels(REPO, kept, ["Bug"])
+    text = """query($states: [PullRequestState!], $labels: [String!], $head: String) {
+      repository(owner: "acme", name: "shop") {
+        pullRequests(first: 10, states: $states, labels: $labels, headRefName: $head) { nodes { number state } } } }"""
+
+    def pulls(**variables) -> list[tuple[int, str]]:
+        nodes = query(gh, text, **variables)["repository"]["pullRequests"]["nodes"]
+        return [(node["number"], node["state"]) for node in nodes]
+
+    assert pulls() == [(merged, "MERGED"), (closed, "CLOSED"), (kept, "OPEN")]
+    assert pulls(states=["MERGED", "CLOSED"]) == [(merged, "MERGED"), (closed, "CLOSED")]
+    assert pulls(labels=["bug", "wontfix"]) == [(kept, "OPEN")]
+    assert pulls(head="ai-feature/issue-2") == [(closed, "CLOSED")]

@@ -32,12 +32,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asm.agents.tools import ToolResult
 from asm.errors import AsmError, ModelRefused, PromptTooLong, TurnLimitReached
-from asm.files import write_private
 from asm.spend.cost import MAX_OUTPUT_TOKENS, Usage
 
 if TYPE_CHECKING:  # the SDK takes seconds to import; `asm status` should not pay for it
@@ -64,11 +62,11 @@ CUT_CALL = ("Not run: your reply was cut off at the output limit (max_tokens) be
 class Meter(Protocol):
     """Stands between the agent and the model's bill: may refuse a call, records every charge."""
 
-    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
-        """Raise (BudgetExceeded, ClaimLost, ...) when the next call must not happen."""
+    def before_call(self, prompt_characters: int, max_output_tokens: int, model: str) -> None:
+        """Raise (BudgetExceeded, ClaimLost, ...) when the next call, to `model`, must not happen."""
 
-    def charge(self, usage: Usage) -> None:
-        """Record what a call cost, the moment it is billed."""
+    def charge(self, usage: Usage, model: str) -> float:
+        """Record what a call to `model` cost, the moment it is billed; its USD."""
 
     def call_failed(self) -> None:
         """The call raised and was not billed."""
@@ -78,6 +76,7 @@ class Meter(Protocol):
 
 
 class Completer(Protocol):
+    model: str  # the model's id: what its calls are priced as
     context_window: int  # tokens a request may hold, input and output together
 
     def create(self, *, system: Sequence[TextBlockParam], messages: Sequence[MessageParam],
@@ -86,6 +85,8 @@ class Completer(Protocol):
 
 
 Tool = Callable[[Mapping[str, Any]], ToolResult]
+# Keeps a role's conversation so far (system prompt, messages), in place of what it kept before.
+SaveConversation = Callable[[str, Sequence[Mapping[str, Any]]], None]
 
 
 @dataclass(frozen=True)
@@ -117,16 +118,17 @@ class Agent:
     """One role's run: a model, the tools it may use, and the meter every call goes through."""
 
     def __init__(self, model: Completer, tools: Mapping[str, Tool], tool_definitions: Sequence[dict[str, Any]],
-                 meter: Meter, max_turns: int, transcript: Path | None = None,
-                 redact: Callable[[str], str] = lambda text: text) -> None:
+                 meter: Meter, max_turns: int, transcript: SaveConversation | None = None) -> None:
         self.model = model
         self.tools = tools
         self.tool_definitions = list(tool_definitions)
         self.meter = meter
         self.max_turns = max_turns
         self.transcript = transcript
-        self.redact = redact
         self.tool_seconds = 0.0
+        self.calls = 0  # model calls billed, with their tokens and USD: the role's share of the spend
+        self.usage = Usage()
+        self.usd = 0.0
         self.room = 0  # characters the conversation may take, set per run
         self.request_chars = 0  # the size of the latest request
         self.history_edited = False  # the guard has trimmed earlier turns of this run's conversation
@@ -174,13 +176,16 @@ class Agent:
     def call(self, system: str, messages: list[dict[str, Any]], definitions: list[dict[str, Any]]) -> Message:
         request = self.fitted(system, messages, definitions)
         self.request_chars = len(json.dumps(request, default=str))
-        self.meter.before_call(self.request_chars, MAX_OUTPUT_TOKENS)
+        self.meter.before_call(self.request_chars, MAX_OUTPUT_TOKENS, self.model.model)
         try:
             reply = self.model.create(**request, checkpoint=self.meter.check, history_edited=self.history_edited)
         except BaseException:
             self.meter.call_failed()
             raise
-        self.meter.charge(Usage.from_api(reply.usage))  # billed already, whatever the reply turns out to hold
+        usage = Usage.from_api(reply.usage)
+        self.usd += self.meter.charge(usage, self.model.model)  # billed already, whatever the reply turns out to hold
+        self.calls += 1
+        self.usage += usage
         return reply
 
     def respond(self, messages: list[dict[str, Any]], finals: Mapping[str, FinalTool],
@@ -270,11 +275,9 @@ class Agent:
         log.warning("the reply filled the model's context window; trimming to %d characters and retrying", self.room)
 
     def save(self, system: str, messages: list[dict[str, Any]]) -> None:
-        """Keep the whole conversation on disk, for a person to read after the run: redacted, owner-only."""
-        if self.transcript is None:
-            return
-        write_private(self.transcript, self.redact(json.dumps({"system": system, "messages": messages}, indent=1,
-                                                              default=str)))
+        """Keep the whole conversation, for a person to read after the run (`asm transcript`)."""
+        if self.transcript is not None:
+            self.transcript(system, messages)
 
 
 def trim_tool_results(messages: list[dict[str, Any]], excess: int) -> int:

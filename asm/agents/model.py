@@ -154,9 +154,9 @@ class ModelClient:
         if isinstance(error, anthropic.AuthenticationError):
             return FleetPaused("the model API refused ANTHROPIC_API_KEY")
         if isinstance(error, (anthropic.PermissionDeniedError, anthropic.NotFoundError)):
-            # Every issue would meet the same answer: it is the account or ASM_MODEL, not this issue.
-            return FleetPaused(f"the model API refused the account or ASM_MODEL={self.model} "
-                               f"({describe(error)}: {error.message})")
+            # Every issue would meet the same answer: it is the account or the model, not this issue.
+            return FleetPaused(f"the model API refused the account or the model {self.model}, set by ASM_MODEL or a "
+                               f"role's ASM_MODEL_<ROLE> ({describe(error)}: {error.message})")
         if isinstance(error, anthropic.APIStatusError) and is_credit_problem(error):
             return CreditExhausted(f"the model account is out of credit: {error.message}")
         if isinstance(error, anthropic.BadRequestError) and (long := PROMPT_TOO_LONG.search(said(error))):

@@ -1,4 +1,4 @@
-"""The `asm` command: enqueue, scan, status, resume, up, demo, bench.
+"""The `asm` command: enqueue, scan, status, transcript, resume, up, demo, bench.
 
 Every failure a person can cause or fix ends in one line on stderr and a non-zero exit:
 2 for bad input or settings, 1 for a service that cannot be reached or refused.
@@ -31,6 +31,10 @@ VOUCHED_SECONDS = 30 * 24 * 3600  # until the run it asked for ends, or a month
 
 class Refused(AsmError):
     """The command is understood, but the fleet's state says no (paused, resting)."""
+
+
+class NotRecorded(AsmError):
+    """What was asked for is not in Redis (never recorded, or expired)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -127,11 +131,12 @@ def cmd_scan(options: argparse.Namespace) -> int:
     github = _github(settings)
     client = _redis(settings)
     from asm.celery_app import app
-    from asm.fleet.scan import scan
+    from asm.fleet.scan import FollowRules, scan
 
     for repo in settings.repos:  # every repository must exist before anything is queued
         github.repo(repo)
-    result = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit)
+    result = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit,
+                  FollowRules.of(settings))
     if result.held:
         raise Refused(f"nothing queued: {result.held}")
     for item in result.found:
@@ -163,6 +168,27 @@ def cmd_status(options: argparse.Namespace) -> int:
         if not options.watch:
             return 0
         time.sleep(options.watch)
+
+
+def cmd_transcript(options: argparse.Namespace) -> int:
+    """A run's conversations (the latest, the one asked for, or all), role by role, from Redis alone."""
+    issue = _issue_key(options.issue)
+    settings = load_settings()  # Redis is all it needs: no Celery app, token or key
+    client = _redis(settings)
+    from asm.observe.transcript_view import as_json, render
+    from asm.observe.transcripts import Transcripts
+
+    book = Transcripts(client, settings.secrets)
+    runs = book.runs(issue)
+    if not runs:
+        raise NotRecorded(f"no run of {issue} is recorded (transcripts are kept 30 days)")
+    wanted = options.run_id or runs[-1].run
+    chosen = runs if options.all else [record for record in runs if record.run == wanted]
+    if not chosen:
+        raise NotRecorded(f"{issue} has no run {wanted} kept; its runs: {', '.join(r.run for r in runs)}")
+    shown = [(record, book.conversations(issue, record.run)) for record in chosen]
+    print(json.dumps(as_json(issue, shown), indent=2) if options.json else render(issue, shown, len(runs)))
+    return 0
 
 
 def cmd_resume(options: argparse.Namespace) -> int:
@@ -212,6 +238,14 @@ def _sample_issue_count(text: str) -> int:
     return count
 
 
+def _issue_key(text: str) -> IssueRef:
+    """`owner/name#N`, checked as `asm enqueue` checks its repository and number."""
+    repo, sign, number = text.strip().rpartition("#")
+    if not sign:
+        raise BadInput(f"{text!r} is not an issue in owner/name#N form")
+    return IssueRef.parse(repo, number)
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -252,6 +286,14 @@ def build_parser() -> Parser:
     status.add_argument("--watch", type=_refresh_seconds, nargs="?", const=2.0, default=None,
                         metavar="SECONDS", help="refresh every SECONDS (default 2)")
     status.set_defaults(run=cmd_status)
+
+    transcript = commands.add_parser("transcript", help="a run's conversations, every role, from Redis")
+    transcript.add_argument("issue", help="owner/name#N")
+    which = transcript.add_mutually_exclusive_group()
+    which.add_argument("--run", dest="run_id", metavar="ID", help="the run to show (default: the latest)")
+    which.add_argument("--all", action="store_true", help="every run kept, oldest first")
+    transcript.add_argument("--json", action="store_true", help="machine-readable, every block whole")
+    transcript.set_defaults(run=cmd_transcript)
 
     commands.add_parser("resume", help="take issues again after a pause").set_defaults(run=cmd_resume)
 

@@ -12,16 +12,19 @@ from typing import Any, TextIO
 import redis
 
 from asm.config import without_password
+from asm.conversation.markers import read_marks
 from asm.github import IN_REVIEW
 from asm.observe.dashboard import render
 from asm.observe.display import duration_text
 from asm.observe.fleet_state import read_fleet_state
 from asm.observe.status import paused_reason, read_history
-from asm.sandbox.fleet import Sandbox, start_fleet, wait_for
+from asm.sandbox.fleet import Fleet, Sandbox, start_fleet, wait_for
 from asm.sandbox.model_server import DEFAULT as DEFAULT_STYLE
+from asm.sandbox.sample_repo import solution_for
 
 WORKER_START_TIMEOUT = 60.0
 TABLE_EVERY_SECONDS = 1.0
+REVIEWER = "reviewer"  # the maintainer who reviews a pull request in the demo
 
 
 def run_demo(workers: int, issues: int, latency: float, model_style: str = DEFAULT_STYLE,
@@ -68,9 +71,46 @@ def run_demo(workers: int, issues: int, latency: float, model_style: str = DEFAU
         done = wait_for(lambda: box.settled(repo, numbers) or bool(paused_reason(client)),
                         timeout=120 + issues * latency * 30, on_tick=show)
         wall = time.monotonic() - started
-        fleet.worker.stop(signal.SIGTERM)
         print(render(read_fleet_state(client, settings)), file=out)
-        return _summary(box, repo, numbers, client, wall, workers, done, out)
+        status = _summary(box, repo, numbers, client, wall, workers, done, out)
+        answered = _review_round_trip(box, fleet, repo, numbers[0], latency, out) if status == 0 else False
+        fleet.worker.stop(signal.SIGTERM)
+        return status if answered else 1
+
+
+def _review_round_trip(box: Sandbox, fleet: Fleet, repo: str, number: int, latency: float, out: TextIO) -> bool:
+    """A maintainer asks for a change on the first pull request; the next scan queues a follow-up, and asm
+    answers with a new commit on the same branch and a reply. True when the reply came."""
+    from asm.celery_app import app
+    from asm.fleet.scan import FollowRules, scan
+
+    assert box.github is not None
+    pull = next(p for p in box.github.pulls(repo) if p.head == f"ai-feature/issue-{number}")
+    before = box.github.branch_sha(repo, pull.head)
+    box.github.add_user(REVIEWER)
+    box.github.grant(repo, REVIEWER, "write")
+    module = solution_for(box.github.issue(repo, number).title)
+    path = module.module_path if module else f"docs/issue-{number}.md"
+    box.github.submit_review(repo, pull.number, REVIEWER, "REQUEST_CHANGES", "Nearly there.",
+                             comments=[{"path": path, "line": 1, "body": "Say here what this module is for."}])
+    print(f"\nReview round trip: @{REVIEWER} requested a change on {pull.html_url}, on {path} line 1", file=out)
+    started = time.monotonic()
+    settings = fleet.settings
+    scan(fleet.github, fleet.redis, app, settings.repos, settings.ready_label, settings.task_time_limit,
+         FollowRules.of(settings))
+    github = box.github
+
+    def said() -> list[str]:
+        return [comment for comment in github.issue(repo, pull.number).comments if read_marks(comment)]
+
+    if not wait_for(lambda: bool(said()), timeout=120 + latency * 40):
+        print("asm demo: no reply to the review in time; see the worker log", file=sys.stderr)
+        return False
+    reply = said()[0]
+    after = box.github.branch_sha(repo, pull.head)
+    print(f"  asm replied after {time.monotonic() - started:.1f}s: {reply.splitlines()[0]}", file=out)
+    print(f"  {pull.head}: {str(before)[:12]} -> {str(after)[:12]} (a new commit on top, not a force-push)", file=out)
+    return True
 
 
 def _summary(box: Sandbox, repo: str, numbers: list[int], client: redis.Redis[bytes], wall: float, workers: int,

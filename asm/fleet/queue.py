@@ -1,4 +1,5 @@
-"""Queuing an issue: one `asm.process_issue` message per issue, however many scans or people ask.
+"""Queuing an issue: one `asm.process_issue` message per issue (one `asm.process_pull` per pull request),
+however many scans or people ask.
 
 The queued marker only keeps the queue from filling with copies; exactly-once rests on the claim,
 which every delivery must win before it touches the issue.
@@ -16,6 +17,7 @@ import redis
 from asm.keys import QUEUED, IssueRef
 
 PROCESS_ISSUE = "asm.process_issue"
+PROCESS_PULL = "asm.process_pull"  # a follow-up on a pull request of asm's; queued and claimed by its own number
 
 
 class Sender(Protocol):
@@ -33,8 +35,9 @@ def claimed_or_queued(client: redis.Redis[bytes], issue: IssueRef, stale_after: 
 
 
 def enqueue(client: redis.Redis[bytes], sender: Sender, issue: IssueRef, by: str, stale_after: float,
-            countdown: float | None = None) -> str | None:
-    """Queue the issue unless it is already queued or claimed; the task id, or None when skipped."""
+            countdown: float | None = None, task: str = PROCESS_ISSUE) -> str | None:
+    """Queue the issue (or, with PROCESS_PULL, the pull request) unless it is already queued or claimed;
+    the task id, or None when skipped."""
     if client.exists(issue.claim_key):
         return None
     now = time.time()
@@ -47,7 +50,7 @@ def enqueue(client: redis.Redis[bytes], sender: Sender, issue: IssueRef, by: str
             return None
         client.hset(QUEUED, issue.key, entry)
     try:
-        sender.send_task(PROCESS_ISSUE, args=[issue.repo, issue.number], task_id=task_id, countdown=countdown)
+        sender.send_task(task, args=[issue.repo, issue.number], task_id=task_id, countdown=countdown)
     except BaseException:
         client.hdel(QUEUED, issue.key)
         raise

@@ -7,14 +7,20 @@ from dataclasses import dataclass, field
 
 import redis
 
+from asm.config import Settings
+from asm.conversation.asks import Trusted, answered, follow_up
+from asm.conversation.people import trusted_people
 from asm.errors import AsmError
 from asm.fleet.hold import fleet_hold
-from asm.fleet.queue import Sender, enqueue
-from asm.github import COMMENT_PREFIX, IN_PROGRESS, GitHub
-from asm.keys import IssueRef, attempts_key, told_key
+from asm.fleet.queue import PROCESS_PULL, Sender, enqueue
+from asm.github import COMMENT_PREFIX, IN_PROGRESS, NEEDS_CLARIFICATION, GitHub
+from asm.keys import IssueRef, attempts_key, seen_key, told_key
 
 log = logging.getLogger(__name__)
 NOT_OURS_SECONDS = 3600
+# A conversation that asked nothing is read whole again once it changes, or after a day (a person's
+# permission may have changed since).
+SEEN_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,20 @@ class Found:
     issue: IssueRef
     title: str
     task_id: str | None  # None: already queued or claimed
-    why: str  # "ready" or "orphaned" (in-progress with nobody holding its claim)
+    why: str  # "ready", "orphaned" (in-progress, nobody holding its claim), "answered", or a follow-up's kind
+
+
+@dataclass(frozen=True)
+class FollowRules:
+    """What makes a conversation ask for a run (ASM_MENTION, ASM_TRUSTED_PERMISSION, ASM_MAX_CI_FIXES)."""
+
+    mention: str = "@asm"
+    least: str = "write"
+    max_ci_fixes: int = 2
+
+    @classmethod
+    def of(cls, settings: Settings) -> FollowRules:
+        return cls(settings.mention, settings.trusted_permission, settings.max_ci_fixes)
 
 
 @dataclass(frozen=True)
@@ -37,8 +56,9 @@ class ScanResult:
 
 
 def scan(github: GitHub, client: redis.Redis[bytes], sender: Sender, repos: tuple[str, ...], ready_label: str,
-         stale_after: float) -> ScanResult:
-    """Queue every open ready issue, and every in-progress one asm started whose worker is gone.
+         stale_after: float, rules: FollowRules = FollowRules()) -> ScanResult:
+    """Queue every open ready issue, every in-progress one asm started whose worker is gone, every pull
+    request of asm's that asks for a follow-up, and every issue whose questions someone trusted answered.
 
     A repository that cannot be read is named in the result and skipped; the others are still scanned.
     """
@@ -50,6 +70,7 @@ def scan(github: GitHub, client: redis.Redis[bytes], sender: Sender, repos: tupl
     for repo in repos:
         try:
             result.found.extend(_scan_repo(github, client, sender, repo, ready_label, stale_after))
+            result.found.extend(_scan_conversations(github, client, sender, repo, stale_after, rules))
         except AsmError as problem:
             log.error("scan of %s failed: %s", repo, problem)
             result.failed[repo] = str(problem)
@@ -68,6 +89,49 @@ def _scan_repo(github: GitHub, client: redis.Redis[bytes], sender: Sender, repo:
             if task_id:
                 log.info("queued %s (%s) as %s", issue.ref, why, task_id)
     return found
+
+
+def _scan_conversations(github: GitHub, client: redis.Redis[bytes], sender: Sender, repo: str, stale_after: float,
+                        rules: FollowRules) -> list[Found]:
+    """Pull requests of asm's that ask for a follow-up, and issues whose questions someone trusted answered.
+
+    One glance at the repository a scan (a GraphQL request a page); only a pull request or issue that
+    changed since it was last found asking nothing is read whole. A person's permission is asked once and
+    remembered a few minutes.
+    """
+    me = github.whoami()
+    trusted = trusted_people(github, repo, rules.least, memory=client)
+    found: list[Found] = []
+    for glance in github.overview(repo, NEEDS_CLARIFICATION):
+        if glance.is_pull and not glance.is_asms(me):
+            continue
+        seen = seen_key(IssueRef(repo, glance.number))
+        if client.get(seen) == glance.signature.encode():
+            continue  # nothing changed since it asked for nothing
+        item = _asks(github, client, sender, IssueRef(repo, glance.number), glance.is_pull, me, trusted,
+                     stale_after, rules)
+        if item is None:
+            client.set(seen, glance.signature, ex=SEEN_SECONDS)
+        else:
+            found.append(item)
+            if item.task_id:
+                log.info("queued %s (%s) as %s", item.issue, item.why, item.task_id)
+    return found
+
+
+def _asks(github: GitHub, client: redis.Redis[bytes], sender: Sender, ref: IssueRef, is_pull: bool, me: str,
+          trusted: Trusted, stale_after: float, rules: FollowRules) -> Found | None:
+    """What one changed pull request or waiting issue asks for, queued; None when it asks nothing."""
+    if is_pull:
+        thread = github.pull_thread(ref.repo, ref.number)
+        ask = follow_up(thread, me, rules.mention, trusted, rules.max_ci_fixes) if thread else None
+        if thread is None or ask is None:
+            return None
+        task_id = enqueue(client, sender, ref, by=f"scan ({ask.label})", stale_after=stale_after, task=PROCESS_PULL)
+        return Found(ref, f"pull request for #{thread.issue_number}", task_id, ask.label)
+    if answered(github.comments(ref), me, trusted) is None:
+        return None
+    return Found(ref, "", enqueue(client, sender, ref, by="scan (answered)", stale_after=stale_after), "answered")
 
 
 def is_orphan(github: GitHub, client: redis.Redis[bytes], issue: IssueRef) -> bool:

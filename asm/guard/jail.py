@@ -159,9 +159,16 @@ class Jail:
 
     def run(self, command: str, tree: Path, scratch: Path, env: Mapping[str, str], stdout: IO[bytes],
             stderr: IO[bytes] | int = subprocess.STDOUT, timeout: float = 180.0,
-            limits: Limits | None = None) -> Finished:
-        """Run `command` with bash in the sandbox, the working tree as its cwd; wait at most `timeout`."""
+            limits: Limits | None = None, network: bool | None = None) -> Finished:
+        """Run `command` with bash in the sandbox, the working tree as its cwd; wait at most `timeout`.
+
+        `network` overrides the jail's own for this one command (the repository's setup script gets it).
+        """
         limits = limits or self.limits
+        network = self.network if network is None else network
+        if network and self.confined and shutil.which("slirp4netns") is None:
+            raise SandboxUnavailable("a command with network needs slirp4netns: install it "
+                                     "(Debian/Ubuntu: apt-get install slirp4netns)")
         script = limits.shell_prefix(shared_user=self.as_root) + command
         if not self.confined:
             return self._run_unconfined(script, tree, env, stdout, stderr, timeout, limits)
@@ -172,7 +179,7 @@ class Jail:
             arguments = [bwrap, *self._namespaces(), "--info-fd", str(info_write),
                          *self._layout(tree, scratch, limits)]
             passed = [info_write]
-            if self.network:
+            if network:
                 # The command waits on block-fd until slirp4netns has brought its interface up.
                 block_read, block_write = pipes.pipe()
                 resolv_read, resolv_write = pipes.pipe()
@@ -189,7 +196,7 @@ class Jail:
             child = _child_pid(info_read)
             slirp = None
             try:
-                if self.network:
+                if network:
                     if child and _loopback_set_up(child):
                         # slirp4netns ends when this pipe closes: with the worker too, should it die meanwhile.
                         exit_read, _ = pipes.pipe()

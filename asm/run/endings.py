@@ -29,6 +29,7 @@ class Ending:
     summary: str = ""  # the one-line result Flower shows, when not the headline
     completed: bool = False  # counts as an issue done on the status table
     requeue: bool = False  # the task queues the issue again, once the model API has rested
+    asks: bool = False  # its comment asks questions: a trusted answer resumes the issue
 
     @property
     def outcome(self) -> str:
@@ -46,7 +47,7 @@ RETRY = "Label the issue `{ready}` to try again"
 
 PULL_OPENED = Ending(IN_REVIEW, "opened {url}{merged}.", summary="{url}", completed=True)
 QUESTIONS = Ending(NEEDS_CLARIFICATION, "needs answers before this can be implemented.", "{detail}",
-                   summary=f"questions asked, labelled {NEEDS_CLARIFICATION}", completed=True)
+                   summary=f"questions asked, labelled {NEEDS_CLARIFICATION}", completed=True, asks=True)
 REJECTED = Ending(AI_FAILED, "the Product Owner rejected the change; no pull request.", "{detail}")
 EXHAUSTED = Ending(AI_FAILED, "no approval after {revisions} revisions (ASM_MAX_REVISIONS); no pull request.",
                    "The Product Owner's last feedback:\n\n{detail}")
@@ -64,6 +65,8 @@ TIME_LIMIT = Ending(AI_FAILED, "stopped: the run reached its time limit (ASM_TAS
 MODEL_REFUSED = Ending(AI_FAILED, "stopped: the model declined to work on this issue; nothing was pushed.",
                        "Its reply ended in a refusal: {error}. Asking again will not change that; "
                        "reword the issue, or take it on by hand.")
+SETUP_FAILED = Ending(AI_FAILED, "stopped: the repository's `.asm/setup.sh` failed ({reason}); the team did not start.",
+                      "{details}\n\nFix the script on the default branch, then label the issue `{ready}` again.")
 FAILED = Ending(AI_FAILED, "could not finish this issue.", "{error}")
 INTERNAL_ERROR = Ending(AI_FAILED, "failed because of an internal error.",
                         "`{kind}` inside asm; the worker's log has the details.")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 
 from asm.deps import Deps
-from asm.guard.trust import OperatorVouch, Vouched, vouch
+from asm.guard.trust import IssueHistory, OperatorVouch, Vouched, vouch
 from asm.keys import IssueRef, vouched_key
 
 # A refused issue is told why once a day, however often someone puts the label back.
 UNTRUSTED_TOLD_SECONDS = 24 * 3600
 
 
-def vouched_text(deps: Deps, issue: IssueRef) -> Vouched:
-    """The issue's text as someone trusted asked for it (a label, or the operator's `asm enqueue`).
+def vouched_text(deps: Deps, issue: IssueRef, history: IssueHistory | None = None) -> Vouched:
+    """The issue's text as someone trusted asked for it (a label, or the operator's `asm enqueue`), from its
+    `history` (read from GitHub unless given).
 
     Raises Untrusted when nobody trusted did. Each person's permission is asked once per run.
     """
@@ -26,5 +27,5 @@ def vouched_text(deps: Deps, issue: IssueRef) -> Vouched:
             permissions[login] = deps.github.permission(issue.repo, login)
         return permissions[login]
 
-    return vouch(deps.github.history(issue), deps.settings.ready_label, deps.github.whoami(), permission_of,
+    return vouch(history or deps.github.history(issue), deps.settings.ready_label, deps.github.whoami(), permission_of,
                  deps.settings.trusted_permission, operator)

@@ -13,16 +13,18 @@ import logging
 import time
 
 from asm.agents.roles import TEAM
-from asm.agents.team import IssueText, Team
-from asm.agents.tools import WorkingTree
+from asm.agents.team import IssueText, Quoted, Team
 from asm.agents.workflow import Outcome, run_workflow
+from asm.conversation.asks import answer_rounds, answered
+from asm.conversation.markers import mark
+from asm.conversation.people import trusted_people
+from asm.conversation.quote import answers_text
+from asm.conversation.threads import Remark
 from asm.deps import Deps
-from asm.errors import AlreadyClaimed, AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
+from asm.errors import AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
 from asm.fleet.claim import Claim
-from asm.fleet.hold import fleet_hold, model_answered, pause_fleet, rest_model
-from asm.fleet.queue import mark_delivered
-from asm.github import IN_PROGRESS, IssueInfo, PullInfo, RepoInfo
-from asm.guard.jail import SHOWN_ROOT
+from asm.fleet.hold import pause_fleet, rest_model
+from asm.github import IN_PROGRESS, NEEDS_CLARIFICATION, IssueInfo, PullInfo, RepoInfo
 from asm.guard.redaction import redact
 from asm.guard.sanitize import sanitize, strip_invisible
 from asm.guard.trust import Vouched
@@ -31,12 +33,15 @@ from asm.observe.progress import OnProgress, ProgressTracker
 from asm.observe.status import WorkerStatus
 from asm.run import endings
 from asm.run.board import FINAL_LABELS, Board
+from asm.run.crew import build_team, instructions_for, set_up
+from asm.run.delivery import deliver
 from asm.run.endings import DeliveryResult, Ending
 from asm.run.gate import UNTRUSTED_TOLD_SECONDS, vouched_text
-from asm.run.meter import IssueMeter, issue_caps
+from asm.run.meter import issue_caps
+from asm.run.repo_setup import failure_details
 from asm.run.texts import RunFacts, pull_body
 from asm.spend.cost import MAX_OUTPUT_TOKENS
-from asm.workspace import Checkout, Pending
+from asm.workspace import Checkout
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +64,11 @@ def process_issue(deps: Deps, status: WorkerStatus, issue: IssueRef, on_progress
 
 def _deliver(deps: Deps, status: WorkerStatus, issue: IssueRef, on_progress: OnProgress,
              time_up: tuple[type[BaseException], ...]) -> DeliveryResult:
-    mark_delivered(deps.redis, issue)
-    if issue.repo.lower() not in {repo.lower() for repo in deps.settings.repos}:
-        # Tasks come through Redis: a forged or stale one must not point asm at another repository.
-        return DeliveryResult(f"{issue}: refused, {issue.repo} is not in ASM_REPOS", "refused")
-    hold = fleet_hold(deps.redis)
-    if hold is not None and hold.paused:
-        return DeliveryResult(f"{issue}: not started, {hold.reason}", "paused")
-    if hold is not None:
-        return DeliveryResult(f"{issue}: not started, {hold.reason}", "deferred",
-                              requeue_after=hold.resting_seconds + 1)
-    try:
-        with Claim(deps.redis, issue, deps.settings.claim_ttl, status.worker) as claim:
-            info = deps.github.issue(issue)  # read once it is ours: no other run changes it now
-            return IssueRun(deps, status, issue, claim, info, on_progress, time_up).run()
-    except AlreadyClaimed as busy:
-        deps.metrics.count("asm_claim_conflicts_total")
-        return DeliveryResult(f"{issue}: skipped, {busy}", "skipped")
-    except ClaimLost as lost:
-        return DeliveryResult(f"{issue}: stopped, {lost}; the new holder carries on", "claim-lost")
+    def work(claim: Claim) -> DeliveryResult:
+        info = deps.github.issue(issue)  # read once it is ours: no other run changes it now
+        return IssueRun(deps, status, issue, claim, info, on_progress, time_up).run()
+
+    return deliver(deps, issue, status.worker, work)
 
 
 class IssueRun:
@@ -100,6 +91,10 @@ class IssueRun:
         self.board = Board(deps.github, claim, issue, deps.settings.ready_label, info.labels,
                            deps.settings.secrets, self.facts, self.tracker.note)
         self.team: Team | None = None  # once the workspace is started
+        self.trusted = trusted_people(deps.github, issue.repo, deps.settings.trusted_permission)
+        self.answered_by = ""  # who answered the team's questions, when that is why this run started
+        self._comments: list[Remark] | None = None
+        self.asked_before = False  # the issue was labelled needs-clarification at some point
         self.pushed = False
 
     # -- the run ------------------------------------------------------------------------------
@@ -108,15 +103,18 @@ class IssueRun:
         skip = self.why_skip()
         if skip:
             return DeliveryResult(f"{self.issue}: skipped, {skip}", "skipped")
+        history = self.github.history(self.issue)
         try:
-            vouched = vouched_text(self.deps, self.issue)
+            vouched = vouched_text(self.deps, self.issue, history)
         except Untrusted as refusal:
             return self.refuse(str(refusal))
+        # Only an issue that ever waited for answers has any: the others cost no read of their comments.
+        self.asked_before = any(event.label == NEEDS_CLARIFICATION for event in history.labels)
         # GitHub shows a title as plain text: only what is invisible goes (the body is Markdown, sanitised whole).
         self.issue_title = strip_invisible(vouched.title)
         resumed = IN_PROGRESS in self.info.labels  # an earlier attempt died; it may have opened the PR already
-        capped = self.deps.ledger.day_cap_reached(self.issue.repo, self.caps,
-                                                  self.deps.ledger.worst_case(0, MAX_OUTPUT_TOKENS))
+        first_call = self.deps.ledger.worst_case(0, MAX_OUTPUT_TOKENS, self.settings.model_for(TEAM[0].name))
+        capped = self.deps.ledger.day_cap_reached(self.issue.repo, self.caps, first_call)
         if capped:
             # Nothing is spent and nothing fails: the issue waits, ready, for the next UTC day.
             if resumed:
@@ -144,6 +142,12 @@ class IssueRun:
             return "it is a pull request"
         if self.info.state != "open":
             return "it is closed"
+        if NEEDS_CLARIFICATION in labels and self.settings.ready_label not in labels:
+            # Answered by someone trusted, the issue resumes by itself; until then it waits.
+            latest = answered(self.comments(), self.github.whoami(), self.trusted)
+            if latest is not None:
+                self.answered_by = ", ".join(sorted({f"@{answer.author}" for answer in latest.answers}))
+                return None
         done = sorted(labels & set(FINAL_LABELS))
         if done and self.settings.ready_label not in labels:
             if IN_PROGRESS in labels:  # an ending whose last label change was cut short
@@ -152,6 +156,24 @@ class IssueRun:
         if not {self.settings.ready_label, IN_PROGRESS} & labels:
             return f"not labelled {self.settings.ready_label}"
         return None
+
+    def comments(self) -> list[Remark]:
+        """The issue's comments, read once per run."""
+        if self._comments is None:
+            self._comments = self.github.comments(self.issue)
+        return self._comments
+
+    def answers(self) -> tuple[Quoted, ...]:
+        """The team's earlier questions with the trusted answers to them, as quoted data for every role."""
+        if not (self.asked_before or self.answered_by):
+            return ()
+        rounds = [round_ for round_ in answer_rounds(self.comments(), self.github.whoami(), self.trusted)
+                  if round_.answers]
+        if not rounds:
+            return ()
+        return (Quoted("The team asked questions about this issue before, and people with write permission on "
+                       "the repository answered them (asm's questions and each answer, oldest first). Build what "
+                       "the issue asks, as the answers settle it.", answers_text(rounds)),)
 
     def refuse(self, reason: str) -> DeliveryResult:
         """Not asked for by anyone asm may act for: say why (once a day), take the label off, start nothing."""
@@ -176,13 +198,23 @@ class IssueRun:
         self.tracker.spent_usd = self.deps.ledger.spend(self.issue).usd  # earlier attempts count too
         left_out = f"; edits since by {', '.join(vouched.left_out)} were not used" if vouched.left_out else ""
         # In code quotes: naming who asked must not notify them on every run.
-        self.board.say(("resumed the interrupted run" if resumed else "picked up this issue")
-                       + f" as asked by `{vouched.by}`{left_out}: Architect → Security → Tester → Product Owner.")
+        start = "resumed the interrupted run" if resumed else \
+            f"resumed with the answers of `{self.answered_by}`" if self.answered_by else "picked up this issue"
+        self.board.say(f"{start} as asked by `{vouched.by}`{left_out}: Architect → Security → Tester → Product Owner.")
         pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
         try:
-            self.team = self.build_team(vouched, pending)
+            checkout = pending.wait()  # the setup script and the instruction files need the tree first
+            setup = set_up(self.deps, checkout, repo.default_branch, self.tracker)
+            if not setup.ok:
+                return self.end(endings.SETUP_FAILED, reason=setup.reason, details=failure_details(setup))
+            # What reaches the model: the vouched text, with everything GitHub would not show removed.
+            text = IssueText(self.issue.key, self.issue_title, sanitize(vouched.body), self.answers())
+            label = "first run (resumed)" if resumed else "first run"
+            self.team = build_team(self.deps, self.status.worker, self.issue, self.claim, self.tracker,
+                                   self.check_time, text, pending, label,
+                                   instructions_for(self.deps, checkout, repo.default_branch))
             outcome = run_workflow(self.team.perform, self.settings.max_revisions, self.tracker.on_step)
-            ending = self.conclude(outcome, pending.wait(), repo)
+            ending = self.conclude(outcome, checkout, repo)
         except ModelUnavailable as busy:
             return self.rest_model(busy)
         except FleetPaused as stop:
@@ -205,22 +237,6 @@ class IssueRun:
         # finds the PR and finishes the labels.
         return self.in_review(ending) if isinstance(ending, PullInfo) else ending
 
-    def build_team(self, vouched: Vouched, pending: Pending) -> Team:
-        model_answers = lambda _: model_answered(self.deps.redis)  # noqa: E731 (a billed reply ends an outage)
-        meter = IssueMeter(self.deps.ledger, self.deps.metrics, self.issue, self.status.worker, self.caps,
-                           checks=(self.claim.check, self.check_time),
-                           on_charge=(self.tracker.charged, model_answers))
-        jail = self.deps.jail
-        tree = WorkingTree(pending.tree, SHOWN_ROOT if jail.confined else str(pending.tree), pending.scratch,
-                           owner=jail.owner, ready=pending.wait)
-        context = {"repo": self.issue.repo, "root": tree.shown_root, "branch": self.issue.branch,
-                   "issue_key": self.issue.key}
-        # What reaches the model: the vouched text, with everything GitHub would not show removed.
-        issue = IssueText(self.issue.key, self.issue_title, sanitize(vouched.body))
-        transcripts = self.settings.workspace_dir / ".transcripts" / self.issue.workspace_name
-        return Team(self.deps.model, meter, tree, jail, issue, context, self.settings.max_turns, transcripts,
-                    redact=lambda text: redact(text, self.settings.secrets))
-
     def conclude(self, outcome: Outcome, checkout: Checkout, repo: RepoInfo) -> DeliveryResult | PullInfo:
         """An ending for every outcome but approval; for approval, the pull request it opened."""
         if outcome.kind in endings.VERDICT_ENDINGS:
@@ -231,7 +247,9 @@ class IssueRun:
         if head is None:
             return self.end(endings.NO_CHANGE, detail=outcome.detail)
         files = self.deps.workspaces.changed_files(checkout)
-        body = redact(pull_body(self.issue, outcome, self.facts(), files), self.settings.secrets)
+        reports = self.team.reports if self.team else []
+        body = redact(pull_body(self.issue, outcome, self.facts(), files, reports), self.settings.secrets)
+        body += f"\n{mark(pushed=[head])}\n"  # asm's memory: a failing check on this commit is asm's to fix
         # Saved before the push: a crash between push and pull request resumes from here, not from scratch.
         self.deps.redis.set(approved_key(self.issue), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
         self.deps.workspaces.push(checkout, repo.clone_url)
@@ -246,10 +264,14 @@ class IssueRun:
         """Say why (unless told not to), set the label that ends the run, forget the run's bookkeeping."""
         words = {"ready": self.settings.ready_label, **facts}
         if say and ending.headline:
-            self.board.say(ending.headline.format(**words), ending.details.format(**words))
+            details = ending.details.format(**words)
+            # asm's memory that these are questions: a trusted reply after them resumes the issue.
+            self.board.say(ending.headline.format(**words), f"{details}\n\n{mark(questions=True)}" if ending.asks
+                           else details)
         self.board.set_label(ending.label or self.settings.ready_label)
         self.deps.redis.delete(attempts_key(self.issue), approved_key(self.issue))
-        if ending.label is not None:  # the operator's word was for this request, now answered
+        # The operator's word was for this request, now answered; questions leave it standing for the answers.
+        if ending.label is not None and not ending.asks:
             self.deps.redis.delete(vouched_key(self.issue))
         return DeliveryResult(f"{self.issue}: {ending.summary_line(words)}", ending.outcome,
                               completed=ending.completed, requeue_after=requeue_after if ending.requeue else None)

@@ -42,20 +42,22 @@ class IssueMeter:
         for check in self.checks:
             check()
 
-    def before_call(self, prompt_characters: int, max_output_tokens: int) -> None:
+    def before_call(self, prompt_characters: int, max_output_tokens: int, model: str) -> None:
         self.check()
-        worst = self.ledger.worst_case(prompt_characters, max_output_tokens)
+        worst = self.ledger.worst_case(prompt_characters, max_output_tokens, model)
         self.reservation = self.ledger.reserve(self.issue, worst, self.caps)
 
-    def charge(self, usage: Usage) -> None:
+    def charge(self, usage: Usage, model: str) -> float:
         # The spend and the caps first, atomically in the ledger; the counters people graph after.
-        total = self.ledger.charge(self.issue, self.worker, usage, self.reservation)
+        total = self.ledger.charge(self.issue, self.worker, usage, model, self.reservation)
         self.reservation = ""
-        self.metrics.charged(self.issue.repo, self.ledger.cost(usage), {
+        cost = self.ledger.cost(usage, model)
+        self.metrics.charged(self.issue.repo, cost, {
             "input": usage.input_tokens, "output": usage.output_tokens,
             "cache_write": usage.cache_write_tokens, "cache_read": usage.cache_read_tokens})
         for listener in self.on_charge:
             listener(total)
+        return cost
 
     def call_failed(self) -> None:
         if self.reservation:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from asm.github import COMMENT_PREFIX
 from asm.keys import IssueRef
 from asm.observe.display import duration_text
+from asm.quoting import clip
 from asm.spend.ledger import Spend
 
 if TYPE_CHECKING:
+    from asm.agents.team import RoleReport
     from asm.agents.workflow import Outcome
 
 NOTE_LIMIT = 8_000  # characters of one role's notes in a PR body (4 roles + verdict stay far below 65,536)
 FILES_LIMIT = 200
+ROLE_SUMMARY_LIMIT = 300  # characters of each role's summary in the per-role block; its notes are above it
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,27 @@ def comment(headline: str, facts: RunFacts, details: str = "") -> str:
     return "\n\n".join(parts)
 
 
-def clip(text: str, limit: int) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 30].rstrip() + "\n\n[... cut for length ...]"
+def per_role(reports: Sequence[RoleReport]) -> str:
+    """Each role step's model, turns, tokens, cost and time, and its summary in brief: a collapsed block."""
+    turns, usd = sum(r.turns for r in reports), sum(r.usd for r in reports)
+    rows = [f"| {r.role} | {r.revision + 1} | `{r.model}` | {r.turns} | {r.usage.total_tokens:,} | ${r.usd:.4f} | "
+            f"{duration_text(r.seconds)} |" for r in reports]
+    said = [f"- **{r.role}** (round {r.revision + 1}): {in_brief(r.summary)}" for r in reports]
+    return "\n".join([
+        f"<details><summary>Per role: {turns} turns, ${usd:.4f}</summary>", "",
+        "| role | round | model | turns | tokens | cost | time |", "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows, "", *said, "", "</details>"])
 
 
-def pull_body(issue: IssueRef, outcome: Outcome, facts: RunFacts, files: list[str]) -> str:
-    """The pull request body: Closes #N, what each role did, the verdict and the spend.
+def in_brief(text: str) -> str:
+    """A summary on one line, clipped, as plain text: nothing in it can close the block or start a table."""
+    line = re.sub(r"\s+", " ", text).strip().replace("<", "&lt;")
+    return line if len(line) <= ROLE_SUMMARY_LIMIT else line[:ROLE_SUMMARY_LIMIT - 1].rstrip() + "…"
+
+
+def pull_body(issue: IssueRef, outcome: Outcome, facts: RunFacts, files: list[str],
+              reports: Sequence[RoleReport] = ()) -> str:
+    """The pull request body: Closes #N, what each role did, the verdict, the spend, and the per-role block.
 
     Each part is clipped so the whole stays well under GitHub's 65,536-character limit.
     """
@@ -74,4 +93,5 @@ def pull_body(issue: IssueRef, outcome: Outcome, facts: RunFacts, files: list[st
         f"| {facts.revisions} | {facts.spend.calls} | {facts.spend.usage.total_tokens:,} | "
         f"${facts.spend.usd:.4f} | ${saved:.4f} | {duration_text(facts.seconds)} |\n\n"
         f"<sub>{facts.line()} · worker `{facts.worker}`</sub>\n"
+        + (f"\n{per_role(reports)}\n" if reports else "")
     )

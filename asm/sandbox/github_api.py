@@ -2,64 +2,27 @@
 
 Each REST route reads or changes `GitHubState` as the request's actor (the user whose token it
 carries) and shapes the answer with `github_payloads`; `POST /graphql` hands the document to
-`github_schema`. `github_server` carries requests and replies over HTTP.
+`github_schema`. `github_server` carries requests and replies over HTTP. The routes of reviews
+(`github_api_reviews`) and of checks and statuses (`github_api_checks`) join the table from
+base classes of `GitHubApi`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
-from urllib.parse import unquote, urlencode
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
 
 from asm.sandbox import github_payloads as payloads
 from asm.sandbox import github_schema
+from asm.sandbox.github_api_checks import CheckRoutes
+from asm.sandbox.github_api_reviews import ReviewRoutes
 from asm.sandbox.github_records import ApiError, Issue, not_found
+from asm.sandbox.github_rest import REPO, Reply, Request, json_fields, paged
 from asm.sandbox.github_state import DEFAULT_COLOR, GitHubState
 
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str  # without the query
-    query: dict[str, str]
-    body: object
-    api: str  # the base URL the client used, so every url we hand out points back at us
-    actor: str  # the login whose token the request carries: every change is theirs
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: object  # JSON-able; None sends an empty body (204)
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _paged(request: Request, items: Sequence[_T], to_json: Callable[[_T], object]) -> Reply:
-    """One page of `items` and GitHub's `Link` header, which is what PyGithub follows."""
-    per_page = min(max(_int(request.query.get("per_page"), 30), 1), 100)
-    last = max(1, math.ceil(len(items) / per_page))
-    page = max(_int(request.query.get("page"), 1), 1)
-    body = [to_json(item) for item in items[(page - 1) * per_page: page * per_page]]
-
-    def link(number: int, rel: str) -> str:
-        query = urlencode({**request.query, "page": str(number)})
-        return f'<{request.api}{request.path}?{query}>; rel="{rel}"'
-
-    links = []
-    if page > 1:
-        links += [link(min(page - 1, last), "prev"), link(1, "first")]
-    if page < last:
-        links += [link(page + 1, "next"), link(last, "last")]
-    return Reply(200, body, {"Link": ", ".join(links)} if links else {})
-
-
-def _int(text: str | None, default: int) -> int:
-    return int(text) if text and text.isdigit() else default
+__all__ = ["GitHubApi", "Reply", "Request"]
 
 
 def _label_names(body: object) -> list[str]:
@@ -70,11 +33,11 @@ def _label_names(body: object) -> list[str]:
     return [item["name"] if isinstance(item, dict) else str(item) for item in items]
 
 
-class GitHubApi:
+class GitHubApi(ReviewRoutes, CheckRoutes):
     """Routes one request to the state and shapes the answer; no sockets here."""
 
-    _REPO = r"/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)"
-    _ROUTES = [
+    _REPO = REPO
+    _ROUTES = ReviewRoutes.ROUTES + CheckRoutes.ROUTES + [
         ("GET", r"/user", "user"),
         ("GET", r"/users/(?P<login>[^/]+)", "other_user"),
         ("GET", r"/rate_limit", "rate_limit"),
@@ -106,12 +69,21 @@ class GitHubApi:
         ("PUT", _REPO + r"/pulls/(?P<number>\d+)/merge", "merge_pull"),
     ]
     _COMPILED = [(method, re.compile(pattern + r"/?"), name) for method, pattern, name in _ROUTES]
+    _PUBLIC = [(method, re.compile(pattern), name) for method, pattern, name in CheckRoutes.PUBLIC_ROUTES]
 
     def __init__(self, state: GitHubState) -> None:
         self.state = state
 
     def dispatch(self, request: Request) -> Reply:
-        for method, pattern, name in self._COMPILED:
+        """The reply to a request that carried a valid token."""
+        return self._route(request, self._COMPILED)
+
+    def dispatch_public(self, request: Request) -> Reply:
+        """The reply to a request for one of the sandbox's stand-ins for GitHub's signed, token-less URLs."""
+        return self._route(request, self._PUBLIC)
+
+    def _route(self, request: Request, routes: list[tuple[str, re.Pattern[str], str]]) -> Reply:
+        for method, pattern, name in routes:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
                 args: dict[str, str | int] = {key: unquote(value) for key, value in match.groupdict().items()}
@@ -122,11 +94,6 @@ class GitHubApi:
                 route: Callable[..., Reply] = getattr(self, name)
                 return route(request, **args)
         raise not_found()
-
-    def _fields(self, request: Request) -> dict[str, Any]:
-        if not isinstance(request.body, dict):
-            raise ApiError(400, "Problems parsing JSON")
-        return request.body
 
     # -- users, limits and GraphQL -------------------------------------------------------------
 
@@ -180,10 +147,10 @@ class GitHubApi:
         records = self.state.issue_records(full_name, request.query.get("state", "open"), labels)
         if request.query.get("direction") == "asc":
             records.reverse()
-        return _paged(request, records, self._issue_json(request, full_name))
+        return paged(request, records, self._issue_json(request, full_name))
 
     def create_issue(self, request: Request, full_name: str) -> Reply:
-        fields = self._fields(request)
+        fields = json_fields(request)
         record = self.state.new_issue(
             full_name, fields.get("title", ""), fields.get("body") or "", _label_names(fields), request.actor
         )
@@ -193,7 +160,7 @@ class GitHubApi:
         return Reply(200, self._issue_json(request, full_name)(self.state.issue_record(full_name, number)))
 
     def edit_issue(self, request: Request, full_name: str, number: int) -> Reply:
-        fields = self._fields(request)
+        fields = json_fields(request)
         record = self.state.edit_issue(
             full_name,
             number,
@@ -214,7 +181,7 @@ class GitHubApi:
     def issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
         names = self.state.issue_record(full_name, number).labels
         records = [self.state.label_record(full_name, name) for name in names]
-        return _paged(request, records, lambda label: payloads.label(request.api, full_name, label))
+        return paged(request, records, lambda label: payloads.label(request.api, full_name, label))
 
     def add_issue_labels(self, request: Request, full_name: str, number: int) -> Reply:
         record = self.state.add_labels(full_name, number, _label_names(request.body), request.actor)
@@ -234,13 +201,13 @@ class GitHubApi:
 
     def list_labels(self, request: Request, full_name: str) -> Reply:
         records = self.state.label_records(full_name)
-        return _paged(request, records, lambda label: payloads.label(request.api, full_name, label))
+        return paged(request, records, lambda label: payloads.label(request.api, full_name, label))
 
     def get_label(self, request: Request, full_name: str, label: str) -> Reply:
         return Reply(200, payloads.label(request.api, full_name, self.state.label_record(full_name, label)))
 
     def create_label(self, request: Request, full_name: str) -> Reply:
-        fields = self._fields(request)
+        fields = json_fields(request)
         record = self.state.create_label(
             full_name, fields.get("name", ""), fields.get("color") or DEFAULT_COLOR, fields.get("description")
         )
@@ -250,7 +217,7 @@ class GitHubApi:
 
     def list_events(self, request: Request, full_name: str, number: int) -> Reply:
         records = self.state.events(full_name, number)
-        return _paged(request, records, lambda event: payloads.event(request.api, self.state, full_name, event))
+        return paged(request, records, lambda event: payloads.event(request.api, self.state, full_name, event))
 
     def get_event(self, request: Request, full_name: str, event_id: str) -> Reply:
         for record in self.state.issue_records(full_name, "all"):
@@ -261,7 +228,7 @@ class GitHubApi:
 
     def list_comments(self, request: Request, full_name: str, number: int) -> Reply:
         records = list(self.state.issue_record(full_name, number).comments)
-        return _paged(request, records, lambda c: payloads.comment(request.api, self.state, full_name, number, c))
+        return paged(request, records, lambda c: payloads.comment(request.api, self.state, full_name, number, c))
 
     def get_comment(self, request: Request, full_name: str, comment_id: str) -> Reply:
         for record in self.state.issue_records(full_name, "all"):
@@ -271,7 +238,7 @@ class GitHubApi:
         raise not_found()
 
     def create_comment(self, request: Request, full_name: str, number: int) -> Reply:
-        record = self.state.add_comment(full_name, number, self._fields(request).get("body") or "", request.actor)
+        record = self.state.add_comment(full_name, number, json_fields(request).get("body") or "", request.actor)
         return Reply(201, payloads.comment(request.api, self.state, full_name, number, record))
 
     # -- pull requests -------------------------------------------------------------------------
@@ -287,10 +254,10 @@ class GitHubApi:
         )
         if query.get("direction") == "asc":
             records.reverse()
-        return _paged(request, records, self._pull_json(request, full_name))
+        return paged(request, records, self._pull_json(request, full_name))
 
     def create_pull(self, request: Request, full_name: str) -> Reply:
-        fields = self._fields(request)
+        fields = json_fields(request)
         record = self.state.create_pull(
             full_name,
             fields.get("title", ""),
@@ -307,7 +274,7 @@ class GitHubApi:
 
     def edit_pull(self, request: Request, full_name: str, number: int) -> Reply:
         self.state.pull_record(full_name, number)  # 404 for a plain issue, as GitHub does
-        fields = self._fields(request)
+        fields = json_fields(request)
         record = self.state.edit_issue(
             full_name,
             number,

@@ -7,8 +7,10 @@ command one would type to check it by hand.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 # Commits the sandbox makes itself (the initial one, merges) need an identity, and a user's
@@ -18,6 +20,7 @@ _IDENTITY = ("-c", "user.name=asm sandbox", "-c", "user.email=sandbox@asm.invali
 # repository; the sandbox names its repositories explicitly, so none of those leak in.
 _ENV = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
 _ENV.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+_SHA = re.compile(r"[0-9a-f]{4,40}")  # what may name a commit by its sha: never an option or a revision range
 
 
 class GitFailed(Exception):
@@ -79,6 +82,61 @@ def rev_parse(path: Path, branch: str) -> str | None:
 def show_file(path: Path, branch: str, file: str) -> str | None:
     done = git("show", f"refs/heads/{branch}:{file}", cwd=path, check=False)
     return done.stdout if done.returncode == 0 else None
+
+
+def resolve(path: Path, ref: str) -> str | None:
+    """The commit a branch name or a (possibly abbreviated) commit sha names; None for neither."""
+    branch = rev_parse(path, ref)
+    if branch is not None or not _SHA.fullmatch(ref):
+        return branch
+    done = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=path, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def is_ancestor(path: Path, commit: str, of: str) -> bool:
+    """Whether `commit` is `of` or one of its ancestors."""
+    return git("merge-base", "--is-ancestor", commit, of, cwd=path, check=False).returncode == 0
+
+
+def commits_between(path: Path, base: str, head: str) -> list[str]:
+    """The commits `head` (a sha) has that branch `base` lacks, oldest first."""
+    out = git("rev-list", "--reverse", head, "--not", f"refs/heads/{base}", "--", cwd=path).stdout
+    return out.split()
+
+
+def diff(path: Path, base: str, head: str, file: str) -> str:
+    """The diff of `file` from where `head` (a sha) left branch `base` to `head`, as a pull request shows it."""
+    return git("diff", "--no-color", "--no-ext-diff", "-U3", f"refs/heads/{base}...{head}", "--", file,
+               cwd=path).stdout
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What `GET /repos/{owner}/{repo}/commits/{ref}` tells of a commit."""
+
+    sha: str
+    tree: str
+    parents: tuple[str, ...]
+    author: tuple[str, str, str]  # name, email, date (GitHub's format)
+    committer: tuple[str, str, str]
+    message: str
+    files: tuple[tuple[str, str, int, int], ...]  # path, status letter (A, M, D, ...), lines added, lines removed
+
+
+def commit_info(path: Path, sha: str) -> CommitInfo:
+    """The commit `sha` names, with the files it changes against its first parent."""
+    fields = "%H%n%T%n%P%n%an%n%ae%n%ad%n%cn%n%ce%n%cd%n%B"
+    out = git("show", "-s", "--date=format-local:%Y-%m-%dT%H:%M:%SZ", f"--format={fields}", sha, cwd=path,
+              env={"TZ": "UTC"}).stdout
+    commit, tree, parents, a_name, a_mail, a_date, c_name, c_mail, c_date, message = out.split("\n", 9)
+    counts = git("diff-tree", "--no-commit-id", "-r", "--root", "--numstat", sha, cwd=path).stdout.splitlines()
+    kinds = git("diff-tree", "--no-commit-id", "-r", "--root", "--name-status", sha, cwd=path).stdout.splitlines()
+    files = []
+    for count, kind in zip(counts, kinds, strict=True):
+        added, removed, name = count.split("\t", 2)
+        files.append((name, kind[:1], int(added) if added.isdigit() else 0, int(removed) if removed.isdigit() else 0))
+    return CommitInfo(commit, tree, tuple(parents.split()), (a_name, a_mail, a_date), (c_name, c_mail, c_date),
+                      message.rstrip("\n"), tuple(files))
 
 
 def commits_ahead(path: Path, base: str, head: str) -> int:

@@ -1,8 +1,8 @@
 """The type system of the sandbox's GraphQL: schema types, and input values coerced to them.
 
-A schema is plain data: object, interface/union and enum types whose fields name their type in
-GraphQL notation ("Int!", "[Label!]") and carry a resolver. `Inputs` turns variables and
-argument literals into the Python values resolvers receive, or says they do not fit.
+A schema is plain data: object, interface/union, enum and input object types whose fields name
+their type in GraphQL notation ("Int!", "[Label!]") and carry a resolver. `Inputs` turns variables
+and argument literals into the Python values resolvers receive, or says they do not fit.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from asm.sandbox.github_graphql_syntax import (
     EnumValue,
     Field,
     Location,
+    ObjectValue,
     Operation,
     Variable,
 )
@@ -70,6 +71,14 @@ class EnumType:
     values: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class InputObjectType:
+    """A structured argument, `{field: value}`: its fields typed and defaulted as arguments are."""
+
+    name: str
+    fields: Mapping[str, Arg]
+
+
 # What @include and @skip take.
 CONDITION = FieldDef("Boolean", args={"if": Arg("Boolean!")})
 
@@ -77,7 +86,8 @@ CONDITION = FieldDef("Boolean", args={"if": Arg("Boolean!")})
 class Schema:
     """Named types; `query` names the root type."""
 
-    def __init__(self, types: Iterable[ObjectType | AbstractType | EnumType], query: str = "Query") -> None:
+    def __init__(self, types: Iterable[ObjectType | AbstractType | EnumType | InputObjectType], query: str = "Query"
+                 ) -> None:
         self.types = {kind.name: kind for kind in types}
         self.query = query
 
@@ -179,7 +189,30 @@ class Inputs:
             items = value if isinstance(value, tuple if literal else list) else [value]
             coerced = [self.coerce(item, type_[1:-1], literal, on_variable) for item in items]
             return [None if item is ABSENT else item for item in coerced]
+        kind = self.schema.types.get(type_)
+        if isinstance(kind, InputObjectType):
+            return self._object(value, kind, literal, on_variable)
         return self._leaf(value, type_, literal)
+
+    def _object(self, value: object, kind: InputObjectType, literal: bool, on_variable: Callable | None) -> dict:
+        """An input object: a literal `{...}` in a document, a JSON object in the variables."""
+        if literal and isinstance(value, ObjectValue):
+            given = dict(value.fields)
+        elif not literal and isinstance(value, dict):
+            given = value
+        else:
+            raise Invalid
+        if set(given) - set(kind.fields):
+            raise Invalid  # a field the type does not have
+        coerced = {}
+        for name, arg in kind.fields.items():
+            item = self.coerce(given[name], arg.type, literal, on_variable) if name in given else ABSENT
+            item = arg.default if item is ABSENT else item
+            if name not in given and item is ABSENT and arg.type.endswith("!"):
+                raise Invalid  # a required field missing (a variable's type is validation's business)
+            if item is not ABSENT:
+                coerced[name] = item
+        return coerced
 
     def _leaf(self, value: object, type_: str, literal: bool) -> object:
         kind = self.schema.types.get(type_)

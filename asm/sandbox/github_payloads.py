@@ -213,7 +213,7 @@ def pull(api: str, state: GitHubState, full_name: str, record: Issue, heads: dic
         "maintainer_can_modify": False,
         "author_association": state.association(full_name, record.author),
         "comments": len(record.comments),
-        "review_comments": 0,
+        "review_comments": sum(len(review.comments) for review in pr.reviews if review.state != "PENDING"),
         "commits": 1,
         "additions": 0,
         "deletions": 0,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import secrets
 
+BOT_LOGIN = "asm-sandbox-bot"  # holds `GitHubState.token`, asm's token; `write` on every repo
+HUMAN_LOGIN = "sandbox-user"  # files the seeded issues and acts in seeding calls; `admin` on every repo
 ROLES = ("read", "triage", "write", "maintain", "admin")  # weakest first, as GitHub ranks them
 # The legacy `permission` GitHub reports for each role: maintain counts as write, triage as read.
 PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}

@@ -15,7 +15,7 @@ DOCS_URL = "https://docs.github.com/rest"
 class ApiError(Exception):
     """A request GitHub would refuse; the server turns it into GitHub's error JSON."""
 
-    def __init__(self, status: int, message: str, errors: tuple[dict[str, str], ...] = ()) -> None:
+    def __init__(self, status: int, message: str, errors: tuple[dict[str, str] | str, ...] = ()) -> None:
         super().__init__(f"{status} {message}")
         self.status = status
         self.message = message
@@ -34,6 +34,19 @@ def validation_failed(resource: str, code: str, field: str = "", message: str = 
     if message:
         error["message"] = message
     return ApiError(422, "Validation Failed", (error,))
+
+
+def unprocessable(*reasons: str) -> ApiError:
+    """The 422 some endpoints (reviews) answer with: a generic message, the reasons as plain strings."""
+    return ApiError(422, "Unprocessable Entity", reasons)
+
+
+def invalid_request(*missing: str, reason: str = "") -> ApiError:
+    """The 422 of GitHub's JSON-schema check on a request body, worded as GitHub words it."""
+    if missing:
+        names = ", ".join(f'"{name}"' for name in missing)
+        reason = f"{names} {'wasn' if len(missing) == 1 else 'weren'}'t supplied."
+    return ApiError(422, f"Invalid request.\n\n{reason}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,38 @@ class BodyEdit:
 
 
 @dataclass(frozen=True)
+class ReviewComment:
+    """A comment on a line of a pull request's diff; on GitHub each one belongs to a review."""
+
+    id: int
+    review_id: int
+    author: str
+    body: str
+    path: str
+    line: int | None  # None: a comment on the whole file
+    original_line: int | None
+    side: str  # RIGHT: the line as the head has it
+    commit_id: str  # the commit it was made on
+    diff_hunk: str  # the diff up to and including the line, as GitHub quotes it
+    in_reply_to_id: int | None  # the thread's first comment, for a reply
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Review:
+    """A pull request review and the line comments it holds."""
+
+    id: int
+    author: str
+    state: str  # PENDING, COMMENTED, APPROVED, CHANGES_REQUESTED or DISMISSED
+    body: str
+    submitted_at: str | None  # None while pending
+    commit_id: str  # the head of the pull request when it was made
+    created_at: str
+    comments: tuple[ReviewComment, ...] = ()
+
+
+@dataclass(frozen=True)
 class Pull:
     """What a pull request adds to its issue."""
 
@@ -105,6 +150,42 @@ class Pull:
     merged_at: str | None = None
     merge_commit_sha: str | None = None
     merged_by: str | None = None
+    reviews: tuple[Review, ...] = ()  # oldest first
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """A check run on a commit, made by an app (GitHub Actions' jobs are check runs too)."""
+
+    id: int
+    head_sha: str
+    name: str
+    status: str  # queued, in_progress or completed
+    conclusion: str | None  # set once completed
+    started_at: str | None
+    completed_at: str | None
+    title: str | None  # the run's output: title, summary, text
+    summary: str | None
+    text: str | None
+    app: str  # the slug of the app that made it
+    suite_id: int  # one check suite per app and commit
+    details_url: str | None
+    external_id: str
+    log: str  # what the job's log URL serves
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """One status posted on a commit; the newest of a context is the one that counts."""
+
+    id: int
+    sha: str
+    context: str
+    state: str  # error, failure, pending or success
+    description: str | None
+    target_url: str | None
+    creator: str
+    created_at: str
 
 
 @dataclass(frozen=True)

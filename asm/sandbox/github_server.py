@@ -14,6 +14,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,7 +33,7 @@ SECONDARY_RATE_LIMIT = (
 )
 
 
-def _error(status: int, message: str, errors: tuple[dict[str, str], ...] = ()) -> dict[str, Any]:
+def _error(status: int, message: str, errors: tuple[dict[str, str] | str, ...] = ()) -> dict[str, Any]:
     body: dict[str, Any] = {"message": message, "documentation_url": DOCS_URL, "status": str(status)}
     if errors:
         body["errors"] = list(errors)
@@ -74,9 +75,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         reply = self._reply(raw)
-        data = b"" if reply.body is None else json.dumps(reply.body).encode()
+        kind = "application/json; charset=utf-8"
+        if isinstance(reply.body, str):  # a job's log, served as GitHub's log storage serves it
+            data, kind = reply.body.encode(), "text/plain; charset=utf-8"
+        else:
+            data = b"" if reply.body is None else json.dumps(reply.body).encode()
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         for name, value in {**payloads.rate_limit_headers(), **reply.headers}.items():
             self.send_header(name, value)
@@ -90,20 +95,26 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(failure.delay)
         elif failure is not None:
             return _failure_reply(failure)
+        parts = urlsplit(self.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        api = f"http://{self.headers.get('Host') or self.server.host_port}"
+        if parts.path.startswith("/_sandbox/"):
+            # Stand-ins for GitHub's signed URLs (a job's log): the URL itself is the credential.
+            return self._dispatch(GitHubApi(state).dispatch_public, Request(self.command, parts.path, query, None,
+                                                                             api, ""))
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         actor = state.user_for_token(token.strip()) if scheme.lower() in ("token", "bearer") else None
         if actor is None:
             return Reply(401, _error(401, "Bad credentials"))
-        parts = urlsplit(self.path)
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
             return Reply(400, _error(400, "Problems parsing JSON"))
-        api = f"http://{self.headers.get('Host') or self.server.host_port}"
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        request = Request(self.command, parts.path, query, body, api, actor)
+        return self._dispatch(GitHubApi(state).dispatch, Request(self.command, parts.path, query, body, api, actor))
+
+    def _dispatch(self, route: Callable[[Request], Reply], request: Request) -> Reply:
         try:
-            return GitHubApi(state).dispatch(request)
+            return route(request)
         except ApiError as error:
             return Reply(error.status, _error(error.status, error.message, error.errors))
         except Exception:

@@ -1,5 +1,7 @@
 """The sandbox GitHub's memory: people, repositories, issues, labels, comments, pull requests.
 
+Reviews, check runs and commit statuses are kept by its base classes, `github_reviews` and `github_checks`.
+
 Plain Python, no HTTP: tests seed and inspect it directly, and `github_server` serves it.
 One lock guards everything; records are frozen and replaced on change (see `github_records`).
 Each repository is a real bare git repository under `root`, so pushes, clones and merges are
@@ -11,6 +13,7 @@ who did what and when, as GitHub's do.
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -18,12 +21,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from asm.sandbox import github_git as git
+from asm.sandbox.github_checks import ChecksAndStatuses
 from asm.sandbox.github_clock import Clock
-from asm.sandbox.github_people import People, association
+from asm.sandbox.github_people import BOT_LOGIN, HUMAN_LOGIN, People, association
 from asm.sandbox.github_records import (
     ApiError,
     BodyEdit,
+    CheckRun,
     Comment,
+    CommitStatus,
     Failure,
     Issue,
     IssueEvent,
@@ -35,11 +41,10 @@ from asm.sandbox.github_records import (
     not_found,
     validation_failed,
 )
+from asm.sandbox.github_reviews import PullReviews
 
 __all__ = ["GitHubState", "IssueView", "PullView", "BOT_LOGIN", "HUMAN_LOGIN"]
 
-BOT_LOGIN = "asm-sandbox-bot"  # holds `GitHubState.token`, asm's token; `write` on every repo
-HUMAN_LOGIN = "sandbox-user"  # files the seeded issues and acts in seeding calls; `admin` on every repo
 DEFAULT_COLOR = "ededed"  # GitHub's grey for labels created implicitly
 # The keywords GitHub honours in a PR body to close an issue when merged into the default branch.
 _CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?):?\s+#(\d+)\b", re.IGNORECASE)
@@ -50,10 +55,16 @@ class _RepoData:
     repo: Repo
     labels: dict[str, Label] = field(default_factory=dict)  # by lower-cased name: GitHub ignores case
     issues: dict[int, Issue] = field(default_factory=dict)
+    check_runs: dict[int, CheckRun] = field(default_factory=dict)
+    check_suites: dict[tuple[str, str], int] = field(default_factory=dict)  # (sha, app slug) -> suite id
+    statuses: list[CommitStatus] = field(default_factory=list)  # oldest first
 
 
-class GitHubState:
+class GitHubState(PullReviews, ChecksAndStatuses):
     """Thread-safe in-memory GitHub, with one bare git repository per repo under `root`.
+
+    Reviews (`PullReviews`), check runs and statuses (`ChecksAndStatuses`) are kept by its
+    base classes, under the same lock.
 
     Asking about a repo or issue that does not exist raises `ApiError` with status 404, the
     same error the HTTP layer turns into GitHub's "Not Found". Naming a user nobody added
@@ -82,6 +93,7 @@ class GitHubState:
         self._requests: list[tuple[str, str]] = []
         self._failures: list[Failure] = []
         self._times: list[float] = []
+        self._log_key = secrets.token_bytes(16)  # signs the log URLs of GitHub Actions jobs
 
     # -- people and time (tests, demo) ---------------------------------------------------------
 

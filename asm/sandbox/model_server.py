@@ -12,6 +12,10 @@ It answers in one of two styles, chosen when it starts: `default`, plain text an
 back, Sonnet 5.5's refusals of forced tool use and sampling parameters, and its context window
 (`context_window` tokens, counted at `chars_per_token`: a longer prompt is a 400, one whose
 `max_tokens` would overrun the window stops with `model_context_window_exceeded`). See `sonnet_style`.
+
+Every call is logged in `requests` (the model it named, its system prompt, its first user turn, the role
+the script read, the usage billed), for tests to see which role asked which model for what. The model's
+name changes neither the script nor the bill.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from asm.sandbox.scripted_model import STOP_REASONS, Action, ScriptStep, next_step
+from asm.sandbox.scripted_model import ROLE_PATTERN, STOP_REASONS, Action, ScriptStep, next_step
 from asm.sandbox.sonnet_style import BETA, SonnetThinking, blocks_of, dress, parameter_problem
 
 CACHE_LIFETIME_SECONDS = 300
@@ -66,6 +70,30 @@ class Failure:
         return headers
 
 
+@dataclass(frozen=True)
+class Asked:
+    """One call as the server read it."""
+
+    model: str
+    system: str  # the system prompt's text
+    first_user: str  # the first user turn's text: the task, with the issue
+    role: str  # the role the script read from the system prompt ("" when none)
+    usage: Mapping[str, int] | None  # what it billed; None for a call answered with an error
+
+    @classmethod
+    def of(cls, request: Mapping[str, Any], usage: Mapping[str, int] | None) -> Asked:
+        system = request.get("system") or ""
+        if not isinstance(system, str):
+            system = "\n".join(str(block.get("text", "")) for block in system if isinstance(block, dict))
+        messages = request.get("messages") or [{}]
+        first = messages[0].get("content", "") if isinstance(messages[0], dict) else ""
+        if not isinstance(first, str):
+            first = "\n".join(str(block.get("text", "")) for block in first
+                               if isinstance(block, dict) and block.get("type") == "text")
+        role = ROLE_PATTERN.search(system)
+        return cls(str(request.get("model", "")), system, first, role.group(1) if role else "", usage)
+
+
 class ScriptedModelServer:
     """The server and its books: calls made, tokens billed, failures queued."""
 
@@ -81,6 +109,7 @@ class ScriptedModelServer:
         self.thinking = SonnetThinking()
         self.lock = threading.Lock()
         self.calls = 0
+        self.requests: list[Asked] = []  # every call, in the order they were answered
         self.failures: deque[Failure] = deque()
         self.stops: deque[str] = deque()  # stop reasons the next replies end with
         self.cut: set[str] = set()  # marks of the blocks of replies that stopped in the middle
@@ -104,6 +133,7 @@ class ScriptedModelServer:
             self.cut.clear()
             self.spent.clear()
             self.calls = 0
+            self.requests.clear()
             self.thinking_dropped = 0
 
     @property
@@ -148,6 +178,14 @@ class ScriptedModelServer:
 
     def answer(self, headers: Mapping[str, str], request: Mapping[str, Any],
                arrived: float | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """(status, extra headers, JSON body) for one POST /v1/messages, logged in `requests`."""
+        status, extra, body = self.respond(headers, request, arrived)
+        with self.lock:
+            self.requests.append(Asked.of(request, body.get("usage") if status == 200 else None))
+        return status, extra, body
+
+    def respond(self, headers: Mapping[str, str], request: Mapping[str, Any],
+                arrived: float | None) -> tuple[int, dict[str, str], dict[str, Any]]:
         """(status, extra headers, JSON body) for one POST /v1/messages.
 
         A successful call takes `latency` seconds from arrival, the server's own work included, so

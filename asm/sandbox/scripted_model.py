@@ -20,6 +20,11 @@ before the model sees an issue):
 
 A reply cut short (the server knows which) does not count as a step taken, and a request that ends
 with a paused assistant turn asks for the rest of that step.
+
+On a follow-up (asm quotes a pull request's remarks or failed checks after the issue) the Architect
+answers each remark where it points (a line noting it, inserted at the remark's file and line, or at
+the top of the issue's module) or notes the failed checks it fixed, and runs the tests. With the
+team's questions answered (asm quotes them too), `clarify` is done with and the Architect builds.
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ TITLE_PATTERN = re.compile(r"^Title: (.*)$", re.M)
 REVISION_PATTERN = re.compile(r"Revision (\d+)\.")
 DIRECTIVE_PATTERN = re.compile(r"^[ \t>]*asm-sandbox:(.*)$", re.M)
 STOP_REASONS = ("max_tokens", "pause_turn", "refusal", "model_context_window_exceeded")
+# How asm frames a follow-up's quoted data (asm.run.pull_run) and the answers to the team's questions.
+REVIEW_PATTERN = re.compile(r"This run is a follow-up on that pull request: what people")
+CHECKS_PATTERN = re.compile(r"This run is a follow-up on that pull request: its checks")
+ANSWERS_PATTERN = re.compile(r"The team asked questions about this issue before")
+REMARK_PATTERN = re.compile(r"^#### [^\n]*? by @(\S+)(?: on `([^`\n]+)`(?: line (\d+))?)? \([a-z]+:\d+\)\n\n([^\n]*)",
+                            re.M)
+FAILED_CHECK_PATTERN = re.compile(r"^### (.+): (?:FAILURE|TIMED_OUT|STARTUP_FAILURE|failure|timed_out|error)\s*$",
+                                  re.M)
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,10 @@ class Situation:
     last_result: Mapping[str, Any] | None
     continuing: bool = False  # the request ends with a paused assistant turn, to be continued
     conversation: str = ""  # names this role's conversation (its system prompt and first turn)
+    follow_up: str = ""  # "review" or "checks" on a follow-up run, else ""
+    remarks: tuple[tuple[str, str, int, str], ...] = ()  # a review's remarks: (author, path, line, first line)
+    failed_checks: tuple[str, ...] = ()
+    answered: bool = False  # asm quotes answers to the team's questions
 
     @classmethod
     def read(cls, request: Mapping[str, Any], was_cut: Callable[[Mapping[str, Any]], bool] = lambda _: False
@@ -134,6 +151,11 @@ class Situation:
             last_result=results[-1] if results else None,
             continuing=continuing,
             conversation=hashlib.sha256((system + first).encode()).hexdigest()[:16],
+            follow_up="review" if REVIEW_PATTERN.search(first) else "checks" if CHECKS_PATTERN.search(first) else "",
+            remarks=tuple((author, path or "", int(line or 0), text.strip())
+                          for author, path, line, text in REMARK_PATTERN.findall(first)),
+            failed_checks=tuple(name.strip() for name in FAILED_CHECK_PATTERN.findall(first)),
+            answered=bool(ANSWERS_PATTERN.search(first)),
         )
 
     @property
@@ -164,9 +186,30 @@ def say(text: str) -> Action:
     return ("say", text)
 
 
+def follow_up(s: Situation, solution: Solution | None) -> list[Action]:
+    """The Architect on a follow-up: a note where each remark points, or on the checks it fixed; then the tests."""
+    module = solution.module_path if solution else f"docs/issue-{s.issue_number}.md"
+
+    def note(path: str, line: int, text: str) -> Action:
+        comment = "#" if path.endswith(".py") else "-"  # a line that changes nothing the tests see
+        return edit(command="insert", path=path, insert_line=line, insert_text=f"{comment} {text}")
+
+    if s.follow_up == "review":
+        notes = [note(path or module, line if path else 0, f"Review by @{author}: {text[:80]}")
+                 for author, path, line, text in s.remarks]
+        done = f"Answered {len(s.remarks)} review remarks in place."
+    else:
+        checks = ", ".join(s.failed_checks) or "the failing checks"
+        notes = [note(module, 0, f"Fixed for CI: {checks}")]
+        done = f"Fixed what made {checks} fail."
+    return notes + [bash(TEST_COMMAND), say(f"{done} The tests pass.")]
+
+
 def architect(s: Situation, solution: Solution | None) -> list[Action]:
     d = s.directives
-    if d.clarify:
+    if s.follow_up and not s.revision:
+        return follow_up(s, solution)
+    if d.clarify and not s.answered:
         return [("tool", "request_clarification", {"questions": "- Which module should this live in?\n"
                                                                  "- What should happen with empty input?"
                                                                  + (f"\n- {d.leak}" if d.leak else "")})]

@@ -90,8 +90,10 @@ def parse_prices(text: str) -> dict[str, Price]:
     return prices
 
 
-def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price:
-    """The price of a model: an override, else the table, matching dated ids by their family prefix."""
+def price_for(model: str, overrides: Mapping[str, Price] | None = None, variable: str = "ASM_MODEL") -> Price:
+    """The price of a model: an override, else the table, matching dated ids by their family prefix.
+
+    An unpriced model is a ConfigError naming `variable`, the setting that asked for it."""
     table = {**PRICES, **(overrides or {})}
     if model in table:
         return table[model]
@@ -100,7 +102,7 @@ def price_for(model: str, overrides: Mapping[str, Price] | None = None) -> Price
     dated = re.fullmatch(r"(.+)-\d{8}", model)
     if dated and dated.group(1) in table:
         return table[dated.group(1)]
-    raise ConfigError(f"ASM_MODEL={model!r} has no known price; add it to ASM_PRICES")
+    raise ConfigError(f"{variable}={model!r} has no known price; add it to ASM_PRICES")
 
 
 @dataclass(frozen=True)

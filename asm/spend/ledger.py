@@ -1,9 +1,9 @@
 """Spend, in Redis: per issue, per worker, per repository per UTC day and for the fleet per UTC day.
 
 Before every model call the run's meter reserves the most that call can cost (its prompt at the
-priciest input rate plus `max_tokens` of output), atomically against every cap and every other
+priciest input rate of the call's model plus `max_tokens` of output), atomically against every cap and every other
 call in flight across the fleet; the call is made only if all caps still hold. When the reply
-comes, its real cost is charged (before the reply is even parsed) and the reservation dropped.
+comes, its real cost at its model's prices is charged (before the reply is even parsed) and the reservation dropped.
 So a cap is never crossed by more than the estimate's error on one call, however many workers
 share it.
 """
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
 
-from asm.errors import BudgetExceeded
+from asm.errors import AsmError, BudgetExceeded
 from asm.keys import (
     IssueRef,
     fleet_day_spend_key,
@@ -122,19 +123,28 @@ CAP_NAMES = {
 
 
 class Ledger:
-    """Reserves, charges and reads spend; one instance per worker process."""
+    """Reserves, charges and reads spend, each call at its model's prices; one instance per worker process."""
 
-    def __init__(self, client: redis.Redis[bytes], price: Price) -> None:
+    def __init__(self, client: redis.Redis[bytes], prices: Mapping[str, Price]) -> None:
         self.client = client
-        self.price = price
+        self.prices = prices  # every model the process calls (Settings.model_prices)
         self._charge = client.register_script(_CHARGE)
         self._reserve = client.register_script(_RESERVE)
 
-    def worst_case(self, prompt_characters: int, max_output_tokens: int) -> float:
-        """The most one call can cost: every prompt token at the dearest input rate, full output."""
+    def price(self, model: str) -> Price:
+        """What `model` costs; settings price every model in use before any call is made."""
+        try:
+            return self.prices[model]
+        except KeyError:
+            raise AsmError(f"no price for the model {model!r}: the ledger prices only {', '.join(self.prices)}") \
+                from None
+
+    def worst_case(self, prompt_characters: int, max_output_tokens: int, model: str) -> float:
+        """The most one call to `model` can cost: every prompt token at its dearest input rate, full output."""
+        price = self.price(model)
         prompt_tokens = prompt_characters // CHARACTERS_PER_TOKEN + 1
-        dearest_input = max(self.price.input, self.price.cache_write, self.price.cache_read)
-        return (prompt_tokens * dearest_input + max_output_tokens * self.price.output) / 1_000_000
+        dearest_input = max(price.input, price.cache_write, price.cache_read)
+        return (prompt_tokens * dearest_input + max_output_tokens * price.output) / 1_000_000
 
     def reserve(self, issue: IssueRef, amount: float, caps: Caps) -> str:
         """Hold `amount` for one call; BudgetExceeded (naming the cap) when any cap would not hold."""
@@ -163,12 +173,13 @@ class Ledger:
         """Drop a reservation whose call was never billed (it failed)."""
         self.client.hdel(reservations_key(reservation.split("/", 1)[0]), reservation)
 
-    def cost(self, usage: Usage) -> float:
-        """What one call's usage costs, USD."""
-        return usage.cost(self.price)
+    def cost(self, usage: Usage, model: str) -> float:
+        """What one call's usage costs at `model`'s prices, USD."""
+        return usage.cost(self.price(model))
 
-    def charge(self, issue: IssueRef, worker: str, usage: Usage, reservation: str = "") -> float:
-        """Record one call's usage everywhere it counts, drop its reservation; the issue's new total USD."""
+    def charge(self, issue: IssueRef, worker: str, usage: Usage, model: str, reservation: str = "") -> float:
+        """Record one call's usage at its model's prices everywhere it counts, drop its reservation; the
+        issue's new total USD."""
         # Charged to the day the call was reserved on: that day's caps made room for it, even when
         # the reply arrives after midnight.
         day = reservation.split("/", 1)[0] if reservation else utc_day()
@@ -176,7 +187,7 @@ class Ledger:
             keys=[issue.ledger_key, worker_key(worker), repo_day_spend_key(issue.repo, day),
                   fleet_day_spend_key(day), reservations_key(day)],
             args=[usage.input_tokens, usage.output_tokens, usage.cache_write_tokens, usage.cache_read_tokens,
-                  repr(self.cost(usage)), repr(usage.saved_by_cache(self.price)), LEDGER_TTL,
+                  repr(self.cost(usage, model)), repr(usage.saved_by_cache(self.price(model))), LEDGER_TTL,
                   DAY_KEYS_TTL, reservation],
         )
         return float(total)

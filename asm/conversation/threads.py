@@ -1,0 +1,261 @@
+"""Conversations as asm reads them: asm's pull requests with their remarks and checks, and issues awaiting answers.
+
+The scan glances at a repository with one GraphQL request a page: its open pull requests (head,
+last update, the state of each check) and its issues waiting for answers (last update). Only what
+changed since it last looked is read whole: a pull request with everything said on it (reviews,
+line comments, comments) and the checks on its head, by a second query that the run working it
+uses too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from asm.conversation.markers import PullMemory
+
+BRANCH = re.compile(r"ai-feature/issue-([1-9][0-9]*)")
+
+_PULL_FIELDS = """
+fragment PullConversation on PullRequest {
+  number headRefName headRefOid baseRefName state author { login }
+  body
+  comments(last: 100) { nodes { databaseId author { login } body createdAt } }
+  reviews(last: 50) { nodes { databaseId author { login } state body submittedAt commit { oid }
+    comments(first: 50) { nodes { databaseId author { login } body path line originalLine diffHunk createdAt
+                                  replyTo { databaseId } } } } }
+  commits(last: 1) { nodes { commit { oid statusCheckRollup { state contexts(first: 100) { nodes {
+    __typename
+    ... on CheckRun { databaseId name status conclusion title summary detailsUrl checkSuite { app { slug } } }
+    ... on StatusContext { context state description targetUrl }
+  } } } } } }
+}
+"""
+
+OVERVIEW_QUERY = """
+query Overview($owner: String!, $name: String!, $pulls: String, $issues: String, $waiting: [String!],
+               $withPulls: Boolean!, $withIssues: Boolean!) {
+  repository(owner: $owner, name: $name) {
+    pullRequests(states: [OPEN], first: 100, after: $pulls, orderBy: {field: CREATED_AT, direction: ASC})
+        @include(if: $withPulls) {
+      pageInfo { hasNextPage endCursor }
+      nodes { number headRefName headRefOid updatedAt author { login }
+              comments(last: 1) { totalCount } reviews(last: 1) { totalCount }
+              commits(last: 1) { nodes { commit { statusCheckRollup { state contexts(first: 100) { nodes {
+                __typename ... on CheckRun { status conclusion } ... on StatusContext { state } } } } } } } }
+    }
+    issues(states: [OPEN], labels: $waiting, first: 100, after: $issues, orderBy: {field: CREATED_AT, direction: ASC})
+        @include(if: $withIssues) {
+      pageInfo { hasNextPage endCursor }
+      nodes { number updatedAt comments(last: 1) { totalCount } }
+    }
+  }
+}
+"""
+
+PULL_QUERY = """
+query Pull($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) { pullRequest(number: $number) { ...PullConversation } }
+}
+""" + _PULL_FIELDS
+
+# Check conclusions that say the code is at fault. A cancelled run, one waiting for a person
+# (action_required), skipped or stale ones are not failures a change of code would fix.
+FAILED_CONCLUSIONS = {"FAILURE", "TIMED_OUT", "STARTUP_FAILURE"}
+FAILED_STATES = {"FAILURE", "ERROR"}
+PENDING_STATES = {"PENDING", "EXPECTED"}
+
+
+@dataclass(frozen=True)
+class Remark:
+    """One thing someone said: a comment, a review, or a comment on a line of the diff."""
+
+    key: str  # "comment:<id>", "review:<id>" or "line:<id>": what asm's memory records as answered
+    author: str | None  # None: a deleted account
+    body: str
+    at: str
+    path: str | None = None  # a line comment's file
+    line: int | None = None  # and line (None when the line is no longer in the diff)
+    review_state: str | None = None  # a review's (or a line comment's review's) state: CHANGES_REQUESTED...
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check on a commit: a check run or a commit status, with what it says went wrong."""
+
+    name: str
+    state: str  # "pending", "failure" or "success"
+    conclusion: str  # GitHub's word for it (FAILURE, TIMED_OUT, ERROR...)
+    summary: str
+    url: str
+    check_run_id: int | None = None  # a check run's id (a GitHub Actions job's id: its log can be read)
+    app: str | None = None  # the app that made the check run ("github-actions")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What one failed check says, read for the run that fixes it: its output, annotations and log's end."""
+
+    name: str
+    conclusion: str
+    title: str
+    summary: str
+    text: str
+    annotations: tuple[str, ...]
+    url: str
+    log_tail: str
+
+
+@dataclass(frozen=True)
+class PullThread:
+    """An open pull request of asm's as one query saw it."""
+
+    repo: str
+    number: int
+    head_ref: str
+    head_sha: str
+    base_ref: str
+    state: str
+    author: str | None
+    remarks: tuple[Remark, ...]  # everything said on it by anyone, asm included, oldest first
+    checks: tuple[Check, ...]  # on the head commit
+    memory: PullMemory  # what asm's own words on it say it has done
+
+    @property
+    def issue_number(self) -> int | None:
+        """The issue the pull request works, from its branch (`ai-feature/issue-N`)."""
+        match = BRANCH.fullmatch(self.head_ref)
+        return int(match.group(1)) if match else None
+
+    def is_asms(self, me: str) -> bool:
+        return self.state == "OPEN" and self.author == me and self.issue_number is not None
+
+
+@dataclass(frozen=True)
+class Glance:
+    """An open pull request, or an issue waiting for answers, at a glance: enough to tell whether it changed."""
+
+    repo: str
+    number: int
+    is_pull: bool
+    author: str | None = None
+    head_ref: str = ""
+    signature: str = ""  # changes whenever anything asm reads of it changes: remarks, its head, its checks
+
+    def is_asms(self, me: str) -> bool:
+        return self.is_pull and self.author == me and BRANCH.fullmatch(self.head_ref) is not None
+
+
+Query = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]  # GraphQL: query and variables in, `data` out
+
+
+def read_overview(query: Query, repo: str, waiting_label: str) -> list[Glance]:
+    """Every open pull request and every open issue labelled `waiting_label`, a page of each per request.
+
+    A comment, a review or a label bumps `updatedAt` (and the counts); a check finishing does not, so the
+    state of each check counts too.
+    """
+    owner, name = repo.split("/", 1)
+    found: list[Glance] = []
+    cursors: dict[str, str | None] = {"pulls": None, "issues": None}
+    more = {"pulls": True, "issues": True}
+    while more["pulls"] or more["issues"]:
+        data = query(OVERVIEW_QUERY, {"owner": owner, "name": name, "waiting": [waiting_label],
+                                      "withPulls": more["pulls"], "withIssues": more["issues"], **cursors})
+        repository = data.get("repository") or {}
+        for kind, field in (("pulls", "pullRequests"), ("issues", "issues")):
+            if not more[kind]:
+                continue
+            connection = repository.get(field) or {}
+            for node in connection.get("nodes") or []:
+                if node:
+                    found.append(_glance(repo, node, kind == "pulls"))
+            page = connection.get("pageInfo") or {}
+            more[kind] = bool(page.get("hasNextPage")) and bool(page.get("endCursor"))
+            cursors[kind] = page.get("endCursor")
+    return found
+
+
+def _glance(repo: str, node: Mapping[str, Any], is_pull: bool) -> Glance:
+    # `updatedAt` counts seconds: two comments within one second are told apart by how many there are.
+    counts = [(node.get(field) or {}).get("totalCount") for field in ("comments", "reviews")]
+    if not is_pull:
+        return Glance(repo, int(node["number"]), False, signature=f"{node.get('updatedAt')}|{counts[0]}")
+    commits = (node.get("commits") or {}).get("nodes") or []
+    rollup = (((commits[-1] or {}).get("commit") or {}).get("statusCheckRollup") or {}) if commits else {}
+    contexts = sorted(json.dumps(context, sort_keys=True)
+                      for context in (rollup.get("contexts") or {}).get("nodes") or [] if context)
+    signature = hashlib.sha256(json.dumps([node.get("updatedAt"), counts, node.get("headRefOid"), rollup.get("state"),
+                                           contexts]).encode()).hexdigest()[:24]
+    return Glance(repo, int(node["number"]), True, _login(node.get("author")), node.get("headRefName") or "",
+                  signature)
+
+
+def read_pull(query: Query, repo: str, number: int, me: str) -> PullThread | None:
+    """One pull request as the scan sees them; None when it does not exist."""
+    owner, name = repo.split("/", 1)
+    data = query(PULL_QUERY, {"owner": owner, "name": name, "number": number})
+    node = (data.get("repository") or {}).get("pullRequest")
+    return pull_thread(repo, node, me) if node else None
+
+
+def pull_thread(repo: str, node: Mapping[str, Any], me: str) -> PullThread:
+    """GraphQL's pull request as a PullThread; asm's memory read from its own words only."""
+    remarks = sorted((*_comments(node), *_reviews(node)), key=lambda remark: remark.at)
+    mine = [remark.body for remark in remarks if remark.author == me and remark.key.startswith("comment:")]
+    author = _login(node.get("author"))
+    memory = PullMemory.read(([node.get("body") or ""] if author == me else []) + mine)
+    commits = (node.get("commits") or {}).get("nodes") or []
+    commit = (commits[-1] or {}).get("commit") or {} if commits else {}
+    return PullThread(repo, int(node["number"]), node.get("headRefName") or "",
+                      node.get("headRefOid") or commit.get("oid") or "", node.get("baseRefName") or "",
+                      node.get("state") or "OPEN", author, tuple(remarks), tuple(_checks(commit)), memory)
+
+
+def _login(actor: Mapping[str, Any] | None) -> str | None:
+    return actor.get("login") if actor else None
+
+
+def _comments(node: Mapping[str, Any]) -> Iterator[Remark]:
+    for comment in (node.get("comments") or {}).get("nodes") or []:
+        if comment:
+            yield Remark(f"comment:{comment['databaseId']}", _login(comment.get("author")), comment.get("body") or "",
+                         comment.get("createdAt") or "")
+
+
+def _reviews(node: Mapping[str, Any]) -> Iterator[Remark]:
+    for review in (node.get("reviews") or {}).get("nodes") or []:
+        if not review or review.get("state") in ("PENDING", "DISMISSED"):
+            continue  # a draft only its author sees; a review someone set aside
+        state, author = review.get("state"), _login(review.get("author"))
+        at = review.get("submittedAt") or ""
+        if review.get("body") or state == "CHANGES_REQUESTED":
+            yield Remark(f"review:{review['databaseId']}", author, review.get("body") or "", at, review_state=state)
+        for comment in (review.get("comments") or {}).get("nodes") or []:
+            if comment:
+                yield Remark(f"line:{comment['databaseId']}", _login(comment.get("author")), comment.get("body") or "",
+                             comment.get("createdAt") or at, comment.get("path"), comment.get("line"), state)
+
+
+def _checks(commit: Mapping[str, Any]) -> Iterator[Check]:
+    rollup = commit.get("statusCheckRollup") or {}
+    for context in (rollup.get("contexts") or {}).get("nodes") or []:
+        if not context:
+            continue
+        if context.get("__typename") == "CheckRun":
+            status, conclusion = context.get("status") or "", context.get("conclusion") or ""
+            state = "pending" if status != "COMPLETED" else "failure" if conclusion in FAILED_CONCLUSIONS \
+                else "success"
+            app = ((context.get("checkSuite") or {}).get("app") or {}).get("slug")
+            summary = " ".join(part for part in (context.get("title"), context.get("summary")) if part)
+            yield Check(context.get("name") or "check", state, conclusion or status, summary,
+                        context.get("detailsUrl") or "", context.get("databaseId"), app)
+        elif context.get("__typename") == "StatusContext":
+            raw = context.get("state") or ""
+            state = "pending" if raw in PENDING_STATES else "failure" if raw in FAILED_STATES else "success"
+            yield Check(context.get("context") or "status", state, raw, context.get("description") or "",
+                        context.get("targetUrl") or "")
