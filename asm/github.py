@@ -297,7 +297,7 @@ class GitHub:
     def pull_thread(self, repo: str, number: int) -> PullThread | None:
         """One pull request with what was said on it and its checks, as the scan reads them."""
         return read_pull(lambda query, variables: self.graphql(query, variables, f"pull request {repo}#{number}"),
-                         repo, number, self.whoami())
+                         repo, number, self.whoami(), lambda: self.comments(IssueRef(repo, number)))
 
     def check_reports(self, repo: str, sha: str) -> list[CheckReport]:
         """What the failed checks on `sha` say: each check run's output and annotations, the tail of a GitHub

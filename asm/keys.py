@@ -85,6 +85,11 @@ def vouched_key(issue: IssueRef) -> str:
     return f"{PREFIX}vouched:{issue.key}"
 
 
+def reply_key(pull: IssueRef) -> str:
+    """A follow-up's reply, saved before its push, so a retry after a crash posts it instead of working again."""
+    return f"{PREFIX}reply:{pull.key}"
+
+
 def seen_key(ref: IssueRef) -> str:
     """How a pull request of asm's, or an issue awaiting answers, looked when a scan last found it asking nothing."""
     return f"{PREFIX}seen:{ref.key}"

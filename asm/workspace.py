@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from asm.errors import SecretInChange, WorkspaceError
-from asm.guard.jail import Jail, Limits, prepare, tool_environment
+from asm.guard.jail import SCRATCH, Jail, Limits, prepare, tool_environment
 from asm.guard.redaction import Secrets
 from asm.keys import IssueRef
 
@@ -447,10 +448,20 @@ class Workspaces:
         # A name with a line break cannot be written as a pattern (the setup script is the repository's own).
         found = [name.decode(errors="surrogateescape") for name in names if name and b"\n" not in name]
         if found:
-            exclude = os.open(checkout.tree / ".git" / "info" / "exclude",
-                              os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            with open(exclude, "a", errors="surrogateescape") as file:
-                file.write("".join(f"/{_literal_pattern(name)}\n" for name in found))
+            # Appended inside the sandbox: the script could have made the tree's .git/info a link to anywhere
+            # the worker may write, and only inside does a link lead nowhere but the tree.
+            patterns = "".join(f"/{_literal_pattern(name)}\n" for name in found).encode(errors="surrogateescape")
+            name = f"asm-exclude-{secrets.token_hex(6)}"
+            written = checkout.scratch / name
+            with open(os.open(written, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as file:
+                file.write(patterns)
+            source = f"{SCRATCH}/{name}" if self.jail.confined else str(written)
+            try:
+                with open(checkout.path / "exclude.log", "w+b") as output:
+                    self.jail.run(f"cat {shlex.quote(source)} >> .git/info/exclude", checkout.tree, checkout.scratch,
+                                  env, output, timeout=CHANGED_SECONDS, network=False)
+            finally:
+                written.unlink(missing_ok=True)
         return found
 
     def switch(self, checkout: Checkout, sha: str) -> Checkout:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fault_fleet import REPO, fleet, one_pull_each, settle, started
 
+from asm.conversation.markers import read_marks
 from asm.sandbox.fleet import wait_for
 from asm.sandbox.redis_server import RedisServer
 
@@ -50,3 +51,33 @@ def test_two_beats_by_mistake_still_run_each_issue_once(tmp_path: Path, redis_se
         for number in numbers:
             comments = box.github.issue(REPO, number).comments
             assert sum("picked up" in c for c in comments) == 1
+
+
+def test_a_follow_up_killed_between_its_push_and_its_reply_is_answered_once_without_working_again(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    with fleet(tmp_path, redis_server.url, latency=0.0) as box:
+        [number] = box.add_sample_issues(1)
+        worker = box.start_worker(1, name="first")
+        box.start_beat()
+        settle(box, [number])
+        [pull] = box.github.pulls(REPO)
+        first_head = box.github.branch_sha(REPO, pull.head)
+        box.github.add_user("maintainer")
+        box.github.grant(REPO, "maintainer", "write")
+        # The reply hangs; the worker is killed once its commit is out.
+        box.github.inject_delay(120, path_contains=f"/issues/{pull.number}/comments", method="POST")
+        box.github.add_comment(REPO, pull.number, "@asm add a docstring", author="maintainer")
+        assert wait_for(lambda: box.github.branch_sha(REPO, pull.head) != first_head, 60), worker.log()[-3000:]
+        pushed = box.github.branch_sha(REPO, pull.head)
+        box.start_worker(1, name="second")
+        worker.stop(signal.SIGKILL)
+        calls_before = box.model.calls
+
+        def replies() -> list[str]:
+            return [c for c in box.github.issue(REPO, pull.number).comments if read_marks(c)]
+
+        assert wait_for(lambda: bool(replies()), 90)
+        [reply] = replies()
+        assert f"pushed {str(pushed)[:12]}" in reply
+        assert box.github.branch_sha(REPO, pull.head) == pushed, "no second commit"
+        assert box.model.calls == calls_before, "the retry posts the reply; it does not work the remarks again"

@@ -21,13 +21,16 @@ Trusted = Callable[[str], bool]  # login -> whether they have ASM_TRUSTED_PERMIS
 
 # What a mention inside code or a quote is not: someone quoting a request, or showing how to make one.
 _FENCED = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?(^ {0,3}\1[`~]*[ \t]*$|\Z)", re.S | re.M)
-_INLINE_CODE = re.compile(r"(`+)(?!`).+?(?<!`)\1(?!`)", re.S)
+_INDENTED = re.compile(r"(?:^|\n\s*\n)(?:(?: {4}|\t)[^\n]*(?:\n|\Z))+")  # an indented code block
+_INLINE_CODE = re.compile(r"(`+)(?!`)[^\n]+?(?<!`)\1(?!`)")
+_HIDDEN = re.compile(r"<!--.*?(?:-->|\Z)", re.S)  # an HTML comment: nobody reading the comment sees it
 _QUOTED = re.compile(r"^ {0,3}>.*$", re.M)
 
 
 def mentions(body: str, mention: str) -> bool:
-    """Whether `body` mentions `mention` (`@asm`) as a word, outside code and quoted lines."""
-    text = _QUOTED.sub("", _INLINE_CODE.sub("", _FENCED.sub("", body or "")))
+    """Whether `body` mentions `mention` (`@asm`) as a word people see, outside code and quoted lines."""
+    text = _FENCED.sub("", _HIDDEN.sub("", body or ""))
+    text = _QUOTED.sub("", _INLINE_CODE.sub("", _INDENTED.sub("\n\n", text)))
     return re.search(rf"(?<![\w@/.-]){re.escape(mention)}(?![\w-])", text, re.I) is not None
 
 

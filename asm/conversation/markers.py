@@ -1,7 +1,8 @@
 """What asm remembers of a conversation, kept where the conversation is: in its own comments on GitHub.
 
 Each reply asm writes on a pull request, its pull request's body and its questions on an issue end
-with one HTML comment (hidden on GitHub) holding a small JSON record: which remarks a run answered,
+with one HTML comment (hidden on GitHub, and always the last thing in the text) holding a small JSON
+record: which remarks a run answered,
 which commits asm pushed, for which commits it ran a fix of the checks. The state survives Redis
 being emptied and a fleet being rebuilt, and whoever reads it reads only comments by asm's own
 login: anyone can write a comment that looks like asm's, nobody else can write one as asm.
@@ -14,7 +15,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_MARK = re.compile(r"<!-- asm-state: (\{.*?\}) -->")
+# Only at the very end of a comment: asm writes its mark last, after any text a model wrote, so a mark
+# a model was talked into writing (in notes, questions or a verdict) is never the one read.
+_MARK = re.compile(r"<!-- asm-state: (\{[^\n]*\}) -->\s*\Z")
 
 
 def mark(**state: object) -> str:
@@ -24,16 +27,15 @@ def mark(**state: object) -> str:
 
 
 def read_marks(body: str) -> list[dict[str, object]]:
-    """Every state record in one comment of asm's, oldest first; what does not parse is ignored."""
-    found = []
-    for match in _MARK.finditer(body or ""):
-        try:
-            value = json.loads(match.group(1))
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-    return found
+    """The state record that ends one comment of asm's (a list of one), or none; what does not parse is ignored."""
+    match = _MARK.search(body or "")
+    if match is None:
+        return []
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return []
+    return [value] if isinstance(value, dict) else []
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ _PULL_FIELDS = """
 fragment PullConversation on PullRequest {
   number headRefName headRefOid baseRefName state author { login }
   body
-  comments(last: 100) { nodes { databaseId author { login } body createdAt } }
+  comments(last: 100) { totalCount nodes { databaseId author { login } body createdAt } }
   reviews(last: 50) { nodes { databaseId author { login } state body submittedAt commit { oid }
     comments(first: 50) { nodes { databaseId author { login } body path line originalLine diffHunk createdAt
                                   replyTo { databaseId } } } } }
@@ -45,7 +45,7 @@ query Overview($owner: String!, $name: String!, $pulls: String, $issues: String,
       pageInfo { hasNextPage endCursor }
       nodes { number headRefName headRefOid updatedAt author { login }
               comments(last: 1) { totalCount } reviews(last: 1) { totalCount }
-              commits(last: 1) { nodes { commit { statusCheckRollup { state contexts(first: 100) { nodes {
+              commits(last: 1) { nodes { commit { oid statusCheckRollup { state contexts(first: 100) { nodes {
                 __typename ... on CheckRun { status conclusion } ... on StatusContext { state } } } } } } } }
     }
     issues(states: [OPEN], labels: $waiting, first: 100, after: $issues, orderBy: {field: CREATED_AT, direction: ASC})
@@ -185,8 +185,7 @@ def _glance(repo: str, node: Mapping[str, Any], is_pull: bool) -> Glance:
     counts = [(node.get(field) or {}).get("totalCount") for field in ("comments", "reviews")]
     if not is_pull:
         return Glance(repo, int(node["number"]), False, signature=f"{node.get('updatedAt')}|{counts[0]}")
-    commits = (node.get("commits") or {}).get("nodes") or []
-    rollup = (((commits[-1] or {}).get("commit") or {}).get("statusCheckRollup") or {}) if commits else {}
+    rollup = _head_commit(node).get("statusCheckRollup") or {}
     contexts = sorted(json.dumps(context, sort_keys=True)
                       for context in (rollup.get("contexts") or {}).get("nodes") or [] if context)
     signature = hashlib.sha256(json.dumps([node.get("updatedAt"), counts, node.get("headRefOid"), rollup.get("state"),
@@ -195,25 +194,46 @@ def _glance(repo: str, node: Mapping[str, Any], is_pull: bool) -> Glance:
                   signature)
 
 
-def read_pull(query: Query, repo: str, number: int, me: str) -> PullThread | None:
-    """One pull request as the scan sees them; None when it does not exist."""
+def read_pull(query: Query, repo: str, number: int, me: str,
+              every_comment: Callable[[], list[Remark]] = list) -> PullThread | None:
+    """One pull request with what was said on it and its checks; None when it does not exist.
+
+    asm's memory is in its replies: when the pull request has more comments than one request returns,
+    they are all read (`every_comment`), so no reply of asm's drops out of sight.
+    """
     owner, name = repo.split("/", 1)
     data = query(PULL_QUERY, {"owner": owner, "name": name, "number": number})
     node = (data.get("repository") or {}).get("pullRequest")
-    return pull_thread(repo, node, me) if node else None
+    if not node:
+        return None
+    comments = node.get("comments") or {}
+    complete = int(comments.get("totalCount") or 0) <= len(comments.get("nodes") or [])
+    return pull_thread(repo, node, me, None if complete else every_comment())
 
 
-def pull_thread(repo: str, node: Mapping[str, Any], me: str) -> PullThread:
-    """GraphQL's pull request as a PullThread; asm's memory read from its own words only."""
-    remarks = sorted((*_comments(node), *_reviews(node)), key=lambda remark: remark.at)
+def pull_thread(repo: str, node: Mapping[str, Any], me: str, comments: list[Remark] | None = None) -> PullThread:
+    """GraphQL's pull request as a PullThread (its comments as given, when given); asm's memory read from its
+    own words only."""
+    said = list(_comments(node)) if comments is None else comments
+    remarks = sorted((*said, *_reviews(node)), key=lambda remark: remark.at)
     mine = [remark.body for remark in remarks if remark.author == me and remark.key.startswith("comment:")]
     author = _login(node.get("author"))
     memory = PullMemory.read(([node.get("body") or ""] if author == me else []) + mine)
-    commits = (node.get("commits") or {}).get("nodes") or []
-    commit = (commits[-1] or {}).get("commit") or {} if commits else {}
+    commit = _head_commit(node)
     return PullThread(repo, int(node["number"]), node.get("headRefName") or "",
-                      node.get("headRefOid") or commit.get("oid") or "", node.get("baseRefName") or "",
+                      node.get("headRefOid") or "", node.get("baseRefName") or "",
                       node.get("state") or "OPEN", author, tuple(remarks), tuple(_checks(commit)), memory)
+
+
+def _head_commit(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The pull request's head commit, with its checks; {} when the last commit listed is not the head.
+
+    GitHub lists a pull request's commits by date: a commit pushed last with an older date is not last.
+    Only the head's checks count, so another commit's are never taken for them.
+    """
+    commits = (node.get("commits") or {}).get("nodes") or []
+    commit = ((commits[-1] or {}).get("commit") or {}) if commits else {}
+    return commit if commit.get("oid") and commit.get("oid") == node.get("headRefOid") else {}
 
 
 def _login(actor: Mapping[str, Any] | None) -> str | None:

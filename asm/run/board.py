@@ -48,8 +48,8 @@ class Board:
         self.github.move_labels(self.issue, None, (label,), self.labels)
         self.labels -= {label}
 
-    def say(self, headline: str, details: str = "") -> None:
-        """One comment: what happened, why, and what was spent so far."""
+    def say(self, headline: str, details: str = "", remembers: str = "") -> None:
+        """One comment: what happened, why, and what was spent so far (and asm's hidden mark, last)."""
         self.note(headline)
         self.claim.check()
-        self.github.comment(self.issue, redact(comment(headline, self.facts(), details), self.secrets))
+        self.github.comment(self.issue, redact(comment(headline, self.facts(), details, remembers), self.secrets))

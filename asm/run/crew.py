@@ -16,7 +16,6 @@ from asm.agents.roles import TEAM
 from asm.agents.team import IssueText, Team
 from asm.agents.tools import WorkingTree
 from asm.deps import Deps
-from asm.fleet.claim import Claim
 from asm.fleet.hold import model_answered
 from asm.guard.jail import SHOWN_ROOT
 from asm.guard.redaction import redact
@@ -50,13 +49,13 @@ def instructions_for(deps: Deps, checkout: Checkout, default_branch: str,
     return lambda: instructions.text([*changed_before, *deps.workspaces.changed_in_tree(checkout)], tag)
 
 
-def build_team(deps: Deps, worker: str, issue: IssueRef, claim: Claim, tracker: ProgressTracker,
+def build_team(deps: Deps, worker: str, issue: IssueRef, check_claim: Callable[[], None], tracker: ProgressTracker,
                check_time: Callable[[], None], text: IssueText, pending: Pending, label: str,
                instructions: Callable[[], str] = lambda: "") -> Team:
     """The team that works `text` in the workspace `pending` is making; `label` names the run in its transcript."""
     model_answers = lambda _: model_answered(deps.redis)  # noqa: E731 (a billed reply ends an outage)
     meter = IssueMeter(deps.ledger, deps.metrics, issue, worker, issue_caps(deps.settings, roles=len(TEAM)),
-                       checks=(claim.check, check_time), on_charge=(tracker.charged, model_answers))
+                       checks=(check_claim, check_time), on_charge=(tracker.charged, model_answers))
     jail = deps.jail
     tree = WorkingTree(pending.tree, SHOWN_ROOT if jail.confined else str(pending.tree), pending.scratch,
                        owner=jail.owner, ready=pending.wait)

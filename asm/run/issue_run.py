@@ -179,7 +179,8 @@ class IssueRun:
         """Not asked for by anyone asm may act for: say why (once a day), take the label off, start nothing."""
         if self.deps.redis.set(told_key(self.issue, "untrusted"), 1, nx=True, ex=UNTRUSTED_TOLD_SECONDS):
             self.board.say("did not start on this issue.", reason)
-        for label in (self.settings.ready_label, IN_PROGRESS):
+        # Waiting for answers too: an answer cannot make the issue trusted, and must not queue it again and again.
+        for label in (self.settings.ready_label, IN_PROGRESS, NEEDS_CLARIFICATION):
             if label in self.board.labels:
                 self.board.drop_label(label)
         return DeliveryResult(f"{self.issue}: not started, not asked for by a user with "
@@ -210,7 +211,7 @@ class IssueRun:
             # What reaches the model: the vouched text, with everything GitHub would not show removed.
             text = IssueText(self.issue.key, self.issue_title, sanitize(vouched.body), self.answers())
             label = "first run (resumed)" if resumed else "first run"
-            self.team = build_team(self.deps, self.status.worker, self.issue, self.claim, self.tracker,
+            self.team = build_team(self.deps, self.status.worker, self.issue, self.claim.check, self.tracker,
                                    self.check_time, text, pending, label,
                                    instructions_for(self.deps, checkout, repo.default_branch))
             outcome = run_workflow(self.team.perform, self.settings.max_revisions, self.tracker.on_step)
@@ -264,10 +265,9 @@ class IssueRun:
         """Say why (unless told not to), set the label that ends the run, forget the run's bookkeeping."""
         words = {"ready": self.settings.ready_label, **facts}
         if say and ending.headline:
-            details = ending.details.format(**words)
             # asm's memory that these are questions: a trusted reply after them resumes the issue.
-            self.board.say(ending.headline.format(**words), f"{details}\n\n{mark(questions=True)}" if ending.asks
-                           else details)
+            self.board.say(ending.headline.format(**words), ending.details.format(**words),
+                           mark(questions=True) if ending.asks else "")
         self.board.set_label(ending.label or self.settings.ready_label)
         self.deps.redis.delete(attempts_key(self.issue), approved_key(self.issue))
         # The operator's word was for this request, now answered; questions leave it standing for the answers.

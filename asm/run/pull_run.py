@@ -9,6 +9,7 @@ Its spend is the issue's: the same ledger and caps as the run that opened the pu
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -20,13 +21,13 @@ from asm.conversation.people import trusted_people
 from asm.conversation.quote import checks_text, diff_text, remarks_text
 from asm.conversation.threads import PullThread
 from asm.deps import Deps
-from asm.errors import AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
+from asm.errors import AlreadyClaimed, AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
 from asm.fleet.claim import Claim
 from asm.fleet.hold import pause_fleet, rest_model
 from asm.github import RepoInfo
 from asm.guard.redaction import redact
 from asm.guard.sanitize import sanitize, strip_invisible
-from asm.keys import IssueRef, attempts_key
+from asm.keys import IssueRef, attempts_key, reply_key
 from asm.observe.progress import OnProgress, ProgressTracker
 from asm.observe.status import WorkerStatus
 from asm.quoting import clip
@@ -40,7 +41,8 @@ from asm.run.meter import issue_caps
 from asm.run.replies import FollowUpEnding
 from asm.run.repo_setup import failure_details
 from asm.run.texts import NOTE_LIMIT, per_role
-from asm.spend.cost import MAX_OUTPUT_TOKENS
+from asm.spend.cost import MAX_OUTPUT_TOKENS, Usage
+from asm.spend.ledger import Spend
 from asm.workspace import Checkout
 
 log = logging.getLogger(__name__)
@@ -72,14 +74,30 @@ class FollowUpRun:
         self.started = time.monotonic()
         self.issue = pull  # the issue it works for, once the pull request names it
         self.tracker = ProgressTracker(pull, status, on_progress)
-        self.before = deps.ledger.spend(pull)
+        self.issue_claim = claim  # the issue's own claim, once taken
+        self.before = Spend(Usage(), 0.0, 0, 0.0)  # the issue's spend when the run began, once the issue is known
+        self.pushed = ""  # the commit this run pushed
 
     def run(self) -> DeliveryResult:
         thread = self.github.pull_thread(self.pull.repo, self.pull.number)
         if thread is None or not thread.is_asms(self.github.whoami()):
             return DeliveryResult(f"{self.pull}: skipped, not an open pull request of asm's", "skipped")
         self.issue = IssueRef(self.pull.repo, thread.issue_number or 0)
+        try:
+            # The issue's claim too: its own run (labelled ready again) must not rebuild the branch meanwhile.
+            with Claim(self.deps.redis, self.issue, self.settings.claim_ttl, self.status.worker) as issue_claim:
+                self.issue_claim = issue_claim
+                return self.answer(thread)
+        except AlreadyClaimed:  # still asking: the next scan queues it again
+            return DeliveryResult(f"{self.pull}: not started, a run of {self.issue} holds the issue", "deferred")
+
+    def answer(self, thread: PullThread) -> DeliveryResult:
+        """Under both claims: the follow-up the pull request asks for, if any."""
         self.tracker = ProgressTracker(self.issue, self.status, self.on_progress)
+        self.before = self.deps.ledger.spend(self.issue)
+        if self.finish_interrupted(thread):
+            return DeliveryResult(f"{self.pull}: replied for the interrupted run that pushed its commit", "replied",
+                                  completed=True)
         trusted = trusted_people(self.github, self.pull.repo, self.settings.trusted_permission)
         ask = follow_up(thread, self.github.whoami(), self.settings.mention, trusted, self.settings.max_ci_fixes)
         if ask is None:
@@ -97,7 +115,6 @@ class FollowUpRun:
         self.deps.redis.expire(attempts_key(self.pull), APPROVED_TTL)
         if attempt > MAX_ATTEMPTS:
             return self.end(replies.TOO_MANY_ATTEMPTS, thread, ask, attempts=MAX_ATTEMPTS)
-        self.before = self.deps.ledger.spend(self.issue)
         self.tracker.spent_usd = self.before.usd
         self.status.working(self.issue)
         result = DeliveryResult(f"{self.pull}: stopped", "stopped")
@@ -125,8 +142,8 @@ class FollowUpRun:
                                 details=failure_details(setup))
             checkout = self.deps.workspaces.switch(pending.wait(), thread.head_sha)
             in_pull = self.deps.workspaces.diff(checkout, thread.base_ref, names_only=True).splitlines()
-            team = build_team(self.deps, self.status.worker, self.issue, self.claim, self.tracker, self.check_time,
-                              self.issue_text(thread, ask, checkout), pending,
+            team = build_team(self.deps, self.status.worker, self.issue, self.check_claims, self.tracker,
+                              self.check_time, self.issue_text(thread, ask, checkout), pending,
                               f"follow-up on #{self.pull.number}: {ask.label}",
                               instructions_for(self.deps, checkout, repo.default_branch, in_pull))
             outcome = run_workflow(team.perform, self.settings.max_revisions, self.tracker.on_step)
@@ -183,7 +200,7 @@ class FollowUpRun:
             return self.end(replies.VERDICT_ENDINGS[outcome.kind], thread, ask, team, detail=outcome.detail,
                             revisions=outcome.revisions)
         self.tracker.enter("push")
-        self.claim.check()
+        self.check_claims()
         what = "Answer the review" if ask.kind == "review" else "Fix the failing checks"
         head = self.deps.workspaces.commit(checkout, f"{what} on #{thread.number}\n\nFor #{self.issue.number}")
         notes = "\n\n".join(f"**{who}**: {clip(text, NOTE_LIMIT // 4)}" for who, text in outcome.notes[:1])
@@ -194,18 +211,45 @@ class FollowUpRun:
         tip = self.deps.workspaces.remote_branch_sha(repo.clone_url, thread.head_ref)
         if tip != checkout.base_sha:
             return self.end(replies.BRANCH_MOVED, thread, ask, team, sha=(tip or "a deletion")[:12])
-        self.deps.workspaces.push(checkout, repo.clone_url, force=False)
-        self.claim.check()
         files = self.deps.workspaces.changed_files(checkout)
         listed = "\n".join(f"- `{name}`" for name in files[:50])
-        return self.end(replies.PUSHED, thread, ask, team, pushed=head, sha=head[:12],
-                        detail=f"{detail}\n\nFiles changed:\n{listed}")
+        body, summary = self.reply(replies.PUSHED, thread, ask, team, pushed=head, sha=head[:12],
+                                   detail=f"{detail}\n\nFiles changed:\n{listed}")
+        # Saved before the push: a run interrupted between the push and its reply is finished by the next
+        # delivery, which posts this reply instead of answering the same remarks again.
+        self.deps.redis.set(reply_key(self.pull), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
+        self.deps.workspaces.push(checkout, repo.clone_url, force=False)
+        self.pushed = head
+        return self.post(body, summary, replies.PUSHED)
+
+    def finish_interrupted(self, thread: PullThread) -> bool:
+        """Post the reply of an earlier run that pushed its commit and was stopped before replying."""
+        raw = self.deps.redis.get(reply_key(self.pull))
+        if raw is None:
+            return False
+        saved = json.loads(raw)
+        if saved["sha"] != thread.head_sha:  # never pushed, or the branch moved on: the reply is not owed
+            self.deps.redis.delete(reply_key(self.pull))
+            return False
+        self.check_claims()
+        if saved["sha"] not in thread.memory.pushed:  # else the reply did reach GitHub before the run stopped
+            self.github.comment(self.pull, saved["body"])
+        self.deps.redis.delete(reply_key(self.pull), attempts_key(self.pull))
+        return True
 
     def end(self, ending: FollowUpEnding, thread: PullThread, ask: FollowUp, team: Team | None = None,
-            pushed: str | None = None, **facts: object) -> DeliveryResult:
+            **facts: object) -> DeliveryResult:
         """One reply on the pull request: what happened and what it cost, with what the run answered remembered."""
+        body, summary = self.reply(ending, thread, ask, team, pushed=self.pushed or None, **facts)
+        return self.post(body, summary, ending)
+
+    def reply(self, ending: FollowUpEnding, thread: PullThread, ask: FollowUp, team: Team | None,
+              pushed: str | None = None, **facts: object) -> tuple[str, str]:
+        """The reply's text (redacted) and the run's one-line summary."""
+        pushed_words = f"{pushed[:12]} was pushed" if pushed else "nothing was pushed"
         words = {"mention": self.settings.mention, "branch": thread.head_ref, "revisions": self.tracker.revision,
-                 **facts}
+                 "pushed": pushed_words, **facts}
+        headline = ending.headline.format(**words)
         details = ending.details.format(**words)
         state: dict[str, object] = {}
         if ask.kind == "review":
@@ -218,15 +262,23 @@ class FollowUpRun:
         if pushed:
             state["pushed"] = [pushed]
         after = self.deps.ledger.spend(self.issue)
-        body = replies.reply(ending.headline.format(**words), details, replies.spent_since(self.before, after),
-                             after.usd, self.elapsed(), self.tracker.revision, self.status.worker,
+        body = replies.reply(headline, details, replies.spent_since(self.before, after), after.usd, self.elapsed(),
+                             self.tracker.revision, self.status.worker,
                              roles=per_role(team.reports) if team else "", **state)
-        self.tracker.note(ending.headline.format(**words))
+        return redact(body, self.settings.secrets), f"{self.pull}: {ending.outcome}, {headline}"
+
+    def post(self, body: str, summary: str, ending: FollowUpEnding) -> DeliveryResult:
+        self.tracker.note(summary)
+        if not self.pushed:  # once its commit is out, the reply that records it is owed whatever the claim says
+            self.claim.check()
+            self.issue_claim.check()
+        self.github.comment(self.pull, body)
+        self.deps.redis.delete(attempts_key(self.pull), reply_key(self.pull))
+        return DeliveryResult(summary, ending.outcome, completed=ending.completed)
+
+    def check_claims(self) -> None:
         self.claim.check()
-        self.github.comment(self.pull, redact(body, self.settings.secrets))
-        self.deps.redis.delete(attempts_key(self.pull))
-        return DeliveryResult(f"{self.pull}: {ending.outcome}, {ending.headline.format(**words)}", ending.outcome,
-                              completed=ending.completed)
+        self.issue_claim.check()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

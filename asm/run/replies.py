@@ -34,12 +34,13 @@ AGAIN = "Mention {mention} on the pull request to try again."
 
 PUSHED = FollowUpEnding("pushed", "pushed {sha} to `{branch}`.", "{detail}", completed=True)
 NO_CHANGE = FollowUpEnding("answered", "the team made no change to the code.", "{detail}", completed=True)
-QUESTIONS = FollowUpEnding("questions", "the team has questions before it changes anything.", "{detail}",
+QUESTIONS = FollowUpEnding("questions", "the team has questions before it changes anything.",
+                           "{detail}\n\nAnswer here and mention {mention}: the next follow-up reads the answers.",
                            completed=True)
-REJECTED = FollowUpEnding("rejected", "the Product Owner decided against changing the code; nothing was pushed.",
+REJECTED = FollowUpEnding("rejected", "the Product Owner decided against changing the code; {pushed}.",
                           "{detail}", completed=True)
-EXHAUSTED = FollowUpEnding("exhausted", "no approval after {revisions} revisions (ASM_MAX_REVISIONS); nothing was "
-                           "pushed.", "The Product Owner's last feedback:\n\n{detail}\n\n" + AGAIN)
+EXHAUSTED = FollowUpEnding("exhausted", "no approval after {revisions} revisions (ASM_MAX_REVISIONS); {pushed}.",
+                           "The Product Owner's last feedback:\n\n{detail}\n\n" + AGAIN)
 CHECKS_STOPPED = FollowUpEnding("checks-stopped", "the checks still fail after {fixes} fix runs (ASM_MAX_CI_FIXES); "
                                 "asm stops fixing them on this pull request.",
                                 "{checks}\n\nA person needs to look. " + AGAIN)
@@ -50,18 +51,18 @@ SETUP_FAILED = FollowUpEnding("setup-failed", "stopped: the repository's `.asm/s
                               "{mention} again.")
 TOO_MANY_ATTEMPTS = FollowUpEnding("ai-failed", "gave up after {attempts} attempts that stopped without finishing.",
                                    "Each one was interrupted (a worker killed, or the hard time limit). " + AGAIN)
-SPEND_CAP = FollowUpEnding("ai-failed", "stopped at a spend cap; nothing was pushed.",
+SPEND_CAP = FollowUpEnding("ai-failed", "stopped at a spend cap; {pushed}.",
                            "{error}.\n\nRaise the cap, then mention {mention} again (the spend so far stays counted).")
-OUT_OF_TURNS = FollowUpEnding("ai-failed", "gave up: a role ran out of turns; nothing was pushed.",
+OUT_OF_TURNS = FollowUpEnding("ai-failed", "gave up: a role ran out of turns; {pushed}.",
                               "{error} (ASM_MAX_TURNS). " + AGAIN)
-SECRET = FollowUpEnding("ai-failed", "stopped: the team's change holds a secret of asm's; nothing was pushed.",
+SECRET = FollowUpEnding("ai-failed", "stopped: the team's change holds a secret of asm's; {pushed}.",
                         "{error}")
-TIME_LIMIT = FollowUpEnding("ai-failed", "stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT); nothing was "
-                            "pushed.", "It ran for {seconds:.0f}s. " + AGAIN)
-MODEL_REFUSED = FollowUpEnding("ai-failed", "stopped: the model declined this request; nothing was pushed.",
+TIME_LIMIT = FollowUpEnding("ai-failed", "stopped: the run reached its time limit (ASM_TASK_TIME_LIMIT); {pushed}.",
+                            "It ran for {seconds:.0f}s. " + AGAIN)
+MODEL_REFUSED = FollowUpEnding("ai-failed", "stopped: the model declined this request; {pushed}.",
                                "Its reply ended in a refusal: {error}.")
-FAILED = FollowUpEnding("ai-failed", "could not finish this request; nothing was pushed.", "{error}\n\n" + AGAIN)
-INTERNAL_ERROR = FollowUpEnding("ai-failed", "failed because of an internal error; nothing was pushed.",
+FAILED = FollowUpEnding("ai-failed", "could not finish this request; {pushed}.", "{error}\n\n" + AGAIN)
+INTERNAL_ERROR = FollowUpEnding("ai-failed", "failed because of an internal error; {pushed}.",
                                 "`{kind}` inside asm; the worker's log has the details. " + AGAIN)
 
 ERROR_ENDINGS: tuple[tuple[type[Exception], FollowUpEnding], ...] = (
@@ -91,8 +92,9 @@ def answered_list(remarks: Sequence[Remark]) -> str:
     for remark in remarks:
         where = f" on `{strip_invisible(remark.path)}`" + (f" line {remark.line}" if remark.line else "") \
             if remark.path else ""
-        first = " ".join(strip_invisible(remark.body).split())[:100] or "(no text)"
-        lines.append(f"- @{remark.author}{where}: {first}")
+        # In a code span: an excerpt must not open a block in asm's reply, nor mention anyone again.
+        first = " ".join(strip_invisible(remark.body).split())[:100].replace("`", "'")
+        lines.append(f"- @{remark.author}{where}: `{first}`" if first else f"- @{remark.author}{where}")
     return "\n".join(lines)
 
 

@@ -42,12 +42,14 @@ class RunFacts:
         )
 
 
-def comment(headline: str, facts: RunFacts, details: str = "") -> str:
-    """An issue comment: what happened, why, and what it cost so far."""
+def comment(headline: str, facts: RunFacts, details: str = "", remembers: str = "") -> str:
+    """An issue comment: what happened, why, and what it cost so far; asm's hidden mark (`remembers`) last."""
     parts = [f"{COMMENT_PREFIX} {headline}"]
     if details:
         parts.append(details.strip())
     parts.append(f"<sub>{facts.line()} · worker `{facts.worker}`</sub>")
+    if remembers:
+        parts.append(remembers)
     return "\n\n".join(parts)
 
 
