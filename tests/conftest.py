@@ -28,8 +28,9 @@ from asm.sandbox.sample_repo import FILES
 # The modules that start real worker fleets, longest first (as measured). The suite is spread over test
 # processes a module at a time; these go first so that none of them starts last and leaves the other
 # processes idle at the end.
-LONG_MODULES = ("test_crashes", "test_faults", "test_up", "test_bench", "test_e2e", "test_caps", "test_fleet_guide",
-                "test_flower", "test_hostile", "test_sandbox_start", "test_e2e_sonnet")
+LONG_MODULES = ("test_crashes", "test_faults", "test_up", "test_bench", "test_conversation", "test_e2e", "test_demo",
+                "test_caps", "test_fleet_guide", "test_flower", "test_hostile", "test_sandbox_start", "test_e2e_sonnet",
+                "test_transcripts")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

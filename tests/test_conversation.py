@@ -263,8 +263,13 @@ def test_the_repositorys_instructions_reach_every_role_and_its_setup_script_runs
         "CLAUDE.md": "Prefer small functions. House word: MANGO\n",
         "textkit/AGENTS.md": "In textkit/, every function has a docstring. House word: GUAVA\n",
         "docs/AGENTS.md": "Docs are in British English.\n",
-        ".asm/setup.sh": "echo installing; mkdir -p vendor && echo lib > vendor/lib.txt\n",
+        # It fails unless the tree is the default branch's: on a follow-up too, where it moves to the pull
+        # request's head only afterwards.
+        ".asm/setup.sh": ('test "$(git rev-parse HEAD)" = "$(git rev-parse origin/main)" || '
+                          '{ echo "not the default branch"; exit 1; }\n'
+                          "echo installing; mkdir -p vendor && echo lib > vendor/lib.txt\n"),
     })
+    people(fleet, repo)
     fleet.model.reset()
     issue, pull = open_pull(fleet, client, repo)
     asked = [a for a in fleet.model.requests if a.role]
@@ -277,6 +282,12 @@ def test_the_repositorys_instructions_reach_every_role_and_its_setup_script_runs
     files = fleet.github.file_at(repo, f"ai-feature/issue-{issue}", "vendor/lib.txt")
     assert files is None, "what the setup script made stays out of the pull request"
     assert "vendor/" not in next(p.body for p in fleet.github.pulls(repo) if p.number == pull)
+    first = head(fleet, repo, pull)
+    fleet.github.add_comment(repo, pull, "@asm one more thing", author=REVIEWER)
+    assert queued(scan_now(fleet, client), repo) == [(pull, "review")]
+    reply = wait_replies(fleet, repo, pull, 1)[0]
+    assert "pushed" in reply and is_ancestor(fleet, repo, first, head(fleet, repo, pull)), reply
+    assert fleet.github.file_at(repo, f"ai-feature/issue-{issue}", "vendor/lib.txt") is None
 
 
 def test_a_failing_setup_script_ends_the_run_with_the_end_of_its_output(fleet: Sandbox, client: redis.Redis) -> None:
