@@ -108,8 +108,8 @@ def _scan_conversations(github: GitHub, client: redis.Redis[bytes], sender: Send
         seen = seen_key(IssueRef(repo, glance.number))
         if client.get(seen) == glance.signature.encode():
             continue  # nothing changed since it asked for nothing
-        item = _asks(github, client, sender, IssueRef(repo, glance.number), glance.is_pull, me, trusted,
-                     stale_after, rules)
+        item = consider(github, client, sender, IssueRef(repo, glance.number), glance.is_pull, me, trusted,
+                        stale_after, rules)
         if item is None:
             client.set(seen, glance.signature, ex=SEEN_SECONDS)
         else:
@@ -119,9 +119,10 @@ def _scan_conversations(github: GitHub, client: redis.Redis[bytes], sender: Send
     return found
 
 
-def _asks(github: GitHub, client: redis.Redis[bytes], sender: Sender, ref: IssueRef, is_pull: bool, me: str,
-          trusted: Trusted, stale_after: float, rules: FollowRules) -> Found | None:
-    """What one changed pull request or waiting issue asks for, queued; None when it asks nothing."""
+def consider(github: GitHub, client: redis.Redis[bytes], sender: Sender, ref: IssueRef, is_pull: bool, me: str,
+             trusted: Trusted, stale_after: float, rules: FollowRules) -> Found | None:
+    """What one pull request of asm's (`is_pull`) or one issue waiting for answers asks for now, read whole and
+    queued; None when it asks nothing. The scan calls it for what changed; anything told of a change may too."""
     if is_pull:
         thread = github.pull_thread(ref.repo, ref.number)
         ask = follow_up(thread, me, rules.mention, trusted, rules.max_ci_fixes) if thread else None
