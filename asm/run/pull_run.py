@@ -52,7 +52,7 @@ def process_pull(deps: Deps, status: WorkerStatus, pull: IssueRef, on_progress: 
                  time_up: tuple[type[BaseException], ...] = ()) -> DeliveryResult:
     """Follow up on the pull request if this delivery wins its claim and it still asks for something."""
     result = deliver(deps, pull, status.worker,
-                          lambda claim: FollowUpRun(deps, status, pull, claim, on_progress, time_up).run())
+                     lambda claim: FollowUpRun(deps, status, pull, claim, on_progress, time_up).run())
     deps.metrics.count("asm_follow_ups_total", outcome=result.outcome)
     log.info("%s [%s] %s", pull, status.worker, result.summary)
     return result
@@ -74,7 +74,7 @@ class FollowUpRun:
         self.started = time.monotonic()
         self.issue = pull  # the issue it works for, once the pull request names it
         self.tracker = ProgressTracker(pull, status, on_progress)
-        self.issue_claim = claim  # the issue's own claim, once taken
+        self.issue_claim = claim  # the issue's own claim, once taken (until then, the pull request's stands in)
         self.before = Spend(Usage(), 0.0, 0, 0.0)  # the issue's spend when the run began, once the issue is known
         self.pushed = ""  # the commit this run pushed
 
