@@ -11,6 +11,7 @@ from celery import Celery, signals
 
 from asm.config import Settings, load_settings
 from asm.errors import ConfigError
+from asm.fleet.fair import PRIORITY_SEP, PRIORITY_STEPS
 
 # asm checks ASM_TASK_TIME_LIMIT itself before every model call and stops cleanly. Celery's soft
 # limit is the backstop for a run stuck inside one call; the hard limit kills what ignores even that
@@ -24,7 +25,9 @@ VISIBILITY_MARGIN_SECONDS = 300
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for long, exactly-once workflows that Flower can watch."""
     hard_limit = settings.task_time_limit + HARD_LIMIT_GRACE_SECONDS
-    transport = {"visibility_timeout": int(hard_limit + VISIBILITY_MARGIN_SECONDS)}
+    # A list per priority step (asm.fleet.fair): a message with the issue's priority:high label is taken first.
+    transport = {"visibility_timeout": int(hard_limit + VISIBILITY_MARGIN_SECONDS),
+                 "priority_steps": list(PRIORITY_STEPS), "sep": PRIORITY_SEP}
     schedule = importlib.import_module("beat_schedule").beat_schedule(settings.scan_interval)
     return {
         "broker_url": settings.redis_url,
@@ -76,7 +79,8 @@ def process_settings() -> Settings:
     return _settings
 
 
-app = Celery("asm", include=["tasks.scan", "tasks.process_issue", "tasks.process_pull", "tasks.lifecycle"])
+app = Celery("asm", include=["tasks.scan", "tasks.process_issue", "tasks.process_pull", "tasks.consider",
+                                  "tasks.lifecycle"])
 app.add_defaults(lambda: celery_config(process_settings()))
 
 

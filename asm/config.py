@@ -6,8 +6,9 @@ import os
 import pwd
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from pydantic import (
@@ -30,9 +31,13 @@ from redis.connection import parse_url
 from asm.errors import ConfigError
 from asm.spend.cost import Price, parse_prices, price_for
 
+if TYPE_CHECKING:
+    from asm.github_app import AppKey
+
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")  # use with fullmatch
-SECRET_VARIABLES = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "ASM_FLOWER_AUTH")
+SECRET_VARIABLES = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "ASM_FLOWER_AUTH", "ASM_WEBHOOK_SECRET",
+                    "ASM_GITHUB_APP_PRIVATE_KEY")
 Permission = Literal["read", "triage", "write", "maintain", "admin"]  # GitHub's repository roles, weakest first
 PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 # The team's roles as asm.agents.roles.TEAM names them: each may have a model of its own, ASM_MODEL_<ROLE>.
@@ -139,6 +144,23 @@ def _owner_name(repo: str) -> str:
     return repo
 
 
+WEIGHT_MAX = 1000
+
+
+def _repo_weights(text: str) -> dict[str, int]:
+    """`owner/name=weight[,owner/name=weight...]`, each weight a whole number from 1 to WEIGHT_MAX."""
+    weights: dict[str, int] = {}
+    for part in (part.strip() for part in text.split(",") if part.strip()):
+        repo, sep, weight = (piece.strip() for piece in part.partition("="))
+        if not (sep and REPO_PATTERN.fullmatch(repo) and re.fullmatch(r"[0-9]{1,4}", weight)
+                and 1 <= int(weight) <= WEIGHT_MAX):
+            raise ValueError(f"{part!r} is not owner/name=weight, a whole number from 1 to {WEIGHT_MAX}")
+        if repo.lower() in {known.lower() for known in weights}:
+            raise ValueError(f"{repo} is weighted twice")
+        weights[repo] = int(weight)
+    return weights
+
+
 def _tool_user(user: str) -> str:
     try:
         pwd.getpwnam(user)
@@ -153,6 +175,7 @@ def _tool_user(user: str) -> str:
 # _Variables); _Words are what a user reads when it breaks the type's rule.
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 Secret = Annotated[str, Field(repr=False)]
+AppId = Annotated[str, Field(pattern=r"^[0-9]+$"), _Words("must be the App's id, a number (its settings page says it)")]
 Url = Annotated[str, Field(pattern=r"^https?://[^/\s]"), AfterValidator(lambda url: url.rstrip("/")),
                 _Words("must be an http(s) URL")]
 Repos = Annotated[tuple[Annotated[str, AfterValidator(_owner_name)], ...],
@@ -197,6 +220,12 @@ class Settings(BaseSettings):
     """Token for the GitHub API and git over https (GITHUB_TOKEN)."""
     github_url: Url = "https://api.github.com"
     """API base: GitHub, GitHub Enterprise's /api/v3, or the sandbox (ASM_GITHUB_URL)."""
+    github_app_id: AppId = ""
+    """The GitHub App to authenticate as, instead of with GITHUB_TOKEN (ASM_GITHUB_APP_ID)."""
+    github_app_private_key: Secret = ""
+    """The App's private key, PEM; on one line, `\\n` for its line breaks (ASM_GITHUB_APP_PRIVATE_KEY)."""
+    github_app_private_key_path: Path | None = None
+    """A file holding the App's private key, instead (ASM_GITHUB_APP_PRIVATE_KEY_PATH)."""
     repos: Repos = ()
     """Repositories to scan, owner/name (ASM_REPOS)."""
     anthropic_api_key: Secret = Field("", validation_alias="ANTHROPIC_API_KEY")
@@ -236,6 +265,14 @@ class Settings(BaseSettings):
     """Where workspaces live, per worker and issue (ASM_WORKSPACE_DIR)."""
     ready_label: Label = "ready-for-dev"
     """The label the scan picks up (ASM_READY_LABEL)."""
+    high_priority_label: Label = "priority:high"
+    """An issue labelled so goes before every other waiting (ASM_HIGH_PRIORITY_LABEL)."""
+    low_priority_label: Label = "priority:low"
+    """An issue labelled so goes after every other waiting (ASM_LOW_PRIORITY_LABEL)."""
+    repo_weights: Annotated[Mapping[str, int], BeforeValidator(_repo_weights)] = Field(default_factory=dict)
+    """Turns per round, `owner/name=3,owner/name=1`; a repository not named has 1 (ASM_REPO_WEIGHTS)."""
+    max_running_per_repo: Count = 0
+    """Runs of one repository at a time across the fleet, at most; 0: no limit (ASM_MAX_RUNNING_PER_REPO)."""
     scan_interval: Positive = 60.0
     """Seconds between scans (ASM_SCAN_INTERVAL)."""
     max_revisions: Count = 3
@@ -258,6 +295,8 @@ class Settings(BaseSettings):
     """Seconds a claim lives unless renewed; renewed every third of it (ASM_CLAIM_TTL)."""
     task_time_limit: Positive = 3600.0
     """Seconds one issue's workflow may run (ASM_TASK_TIME_LIMIT)."""
+    webhook_secret: Secret = ""
+    """The secret GitHub signs webhook deliveries with; `asm webhook` will not start without it (ASM_WEBHOOK_SECRET)."""
     log_level: LogLevel = Field("INFO", validation_alias="LOG_LEVEL")
     """Logging level (LOG_LEVEL)."""
 
@@ -277,6 +316,43 @@ class Settings(BaseSettings):
         for role in ROLES:
             price_for(self.model_for(role), self.prices, f"ASM_MODEL_{role.upper()}")
         return self
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> Settings:
+        # GitHub as a token's user or as an App, never a guess between them; the App's key read and checked now.
+        key, path, app_id = self.github_app_private_key, self.github_app_private_key_path, self.github_app_id
+        if not (key or path or app_id):
+            return self
+        if key and path:
+            raise ConfigError("ASM_GITHUB_APP_PRIVATE_KEY and ASM_GITHUB_APP_PRIVATE_KEY_PATH are both set; "
+                              "give the App's key one way")
+        given = "ASM_GITHUB_APP_PRIVATE_KEY" if key else "ASM_GITHUB_APP_PRIVATE_KEY_PATH"
+        if not app_id:
+            raise ConfigError(f"{given} is set but ASM_GITHUB_APP_ID is not")
+        if not (key or path):
+            raise ConfigError("ASM_GITHUB_APP_ID is set but neither ASM_GITHUB_APP_PRIVATE_KEY nor "
+                              "ASM_GITHUB_APP_PRIVATE_KEY_PATH is")
+        if self.github_token:
+            raise ConfigError("GITHUB_TOKEN and ASM_GITHUB_APP_ID are both set; asm authenticates with a token or "
+                              "as a GitHub App: unset one")
+        try:
+            _ = self.app_key
+        except ValueError as problem:
+            shown = "(not shown)" if key else repr(str(path))
+            raise ConfigError(f"{given}={shown}: {problem}") from None
+        return self
+
+    @cached_property
+    def app_key(self) -> AppKey | None:
+        """The GitHub App's private key (ASM_GITHUB_APP_PRIVATE_KEY, or the file _PATH names), read once; None
+        when asm uses GITHUB_TOKEN."""
+        from asm.github_app import AppKey  # here: cryptography is for the App's users only
+
+        if self.github_app_private_key:
+            return AppKey(self.github_app_private_key)
+        if self.github_app_private_key_path is not None:
+            return AppKey.read(self.github_app_private_key_path)
+        return None
 
     @property
     def redis_url_given(self) -> bool:
@@ -302,13 +378,15 @@ class Settings(BaseSettings):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The secret values in play, for redaction (passwords in ASM_REDIS_URL and ASM_FLOWER_AUTH included).
+        """The secret values in play, for redaction (passwords in ASM_REDIS_URL and ASM_FLOWER_AUTH included, and
+        each line of the GitHub App's private key).
 
         ASM_REDIS_URL's is the password redis-py will send (the user part's, else `?password=`'s, percent-decoded),
         with every password in the URL as written besides.
         """
         flower_password = self.flower_auth.partition(":")[2]
-        values = (self.github_token, self.anthropic_api_key, *_redis_passwords(self.redis_url), flower_password)
+        values = (self.github_token, self.anthropic_api_key, *_redis_passwords(self.redis_url), flower_password,
+                  self.webhook_secret, *(self.app_key.secrets if self.app_key else ()))
         return tuple(dict.fromkeys(s for s in values if s))
 
 
@@ -392,8 +470,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
 def require(settings: Settings, *what: str) -> None:
     """Refuse to go on without the settings a command needs, naming the first one missing."""
     needs = {
-        "github": ("GITHUB_TOKEN", settings.github_token),
-        "repos": ("ASM_REPOS", settings.repos),
+        # As a GitHub App, asm reaches GitHub with no token, and works the repositories the App is installed on.
+        "github": ("GITHUB_TOKEN", settings.github_token or settings.github_app_id),
+        "repos": ("ASM_REPOS", settings.repos or settings.github_app_id),
         "model": ("ANTHROPIC_API_KEY", settings.anthropic_api_key),
     }
     for name in what:

@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 from asm.config import ROLES, Settings
 from asm.github import GitHub
+from asm.github_auth import Access, TokenAccess
 from asm.guard.jail import Jail
 from asm.guard.redaction import Secrets
 from asm.observe.metrics import Recorder
@@ -81,7 +82,7 @@ class CountedRetry(github.GithubRetry):
         return retry
 
 
-def _github_client(settings: Settings, recorder: Recorder | None) -> github.Github:
+def _github_client(settings: Settings, recorder: Recorder | None, auth: github.Auth.Auth) -> github.Github:
     """PyGithub, with retries that honour Retry-After on 403/429 rate limits and 5xx answers."""
     retry = CountedRetry(
         total=GITHUB_RETRIES,
@@ -91,7 +92,7 @@ def _github_client(settings: Settings, recorder: Recorder | None) -> github.Gith
     )
     retry.recorder = recorder
     return github.Github(
-        auth=github.Auth.Token(settings.github_token),
+        auth=auth,
         base_url=settings.github_url,
         per_page=100,
         timeout=GITHUB_TIMEOUT_SECONDS,
@@ -101,9 +102,22 @@ def _github_client(settings: Settings, recorder: Recorder | None) -> github.Gith
     )
 
 
-def github_gateway(settings: Settings, recorder: Recorder | None = None) -> GitHub:
-    """The GitHub gateway asm talks through; its retries are counted when a recorder is given."""
-    return GitHub(_github_client(settings, recorder), settings.ready_label)
+def github_access(settings: Settings, recorder: Recorder | None = None) -> Access:
+    """How asm reaches GitHub: as the GitHub App when ASM_GITHUB_APP_ID is set, else with GITHUB_TOKEN."""
+    def connect(auth: github.Auth.Auth) -> github.Github:
+        return _github_client(settings, recorder, auth)
+
+    if settings.app_key is not None:
+        from asm.github_app import AppAccess
+
+        return AppAccess(settings.github_app_id, settings.app_key, connect)
+    return TokenAccess(settings.github_token, connect(github.Auth.Token(settings.github_token)))
+
+
+def github_gateway(settings: Settings, recorder: Recorder | None = None, access: Access | None = None) -> GitHub:
+    """The GitHub gateway asm talks through (on `access` when given); its retries are counted when a recorder is
+    given."""
+    return GitHub(access or github_access(settings, recorder), settings.ready_label)
 
 
 def import_model_sdk() -> None:
@@ -138,7 +152,8 @@ def model_clients(settings: Settings, recorder: Recorder | None = None) -> dict[
 
 def tool_jail(settings: Settings) -> Jail:
     """How this machine confines tool commands, hiding asm's own files even under system directories."""
-    hidden = (settings.workspace_dir, Path.cwd(), Path.home(), Path(".env"))
+    hidden = (settings.workspace_dir, Path.cwd(), Path.home(), Path(".env"),
+              *([settings.github_app_private_key_path] if settings.github_app_private_key_path else []))
     return Jail(settings.sandbox, settings.tool_network, settings.tool_user, hidden=hidden)
 
 
@@ -147,12 +162,13 @@ def build(settings: Settings) -> Deps:
     client = redis_client(settings.redis_url)
     recorder = Recorder(client)
     confinement = tool_jail(settings)
+    access = github_access(settings, recorder)  # one for the API and git: an App's tokens are minted once for both
     return Deps(
         settings=settings,
         redis=client,
-        github=github_gateway(settings, recorder),
+        github=github_gateway(settings, recorder, access),
         models=model_clients(settings, recorder),
-        workspaces=Workspaces(settings.workspace_dir, settings.github_token, confinement, Secrets(settings.secrets)),
+        workspaces=Workspaces(settings.workspace_dir, access, confinement, Secrets(settings.secrets)),
         jail=confinement,
         ledger=Ledger(client, settings.model_prices),
         metrics=recorder,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -15,8 +16,10 @@ from github.GithubException import GithubException, UnknownObjectException
 
 from asm.conversation.threads import CheckReport, Glance, PullThread, Remark, read_overview, read_pull
 from asm.errors import BadInput, GitHubError
+from asm.github_auth import Access
 from asm.guard.trust import LEVELS, IssueHistory, Labelled, Version
 from asm.keys import IssueRef
+from asm.ratelimit import RateLimit, from_headers
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +73,32 @@ query IssueHistory($owner: String!, $name: String!, $number: Int!) {
       body
       createdAt
       includesCreatedEdit
-      author { login }
+      author { login __typename }
       userContentEdits(first: 100) {
         totalCount
-        nodes { editedAt editor { login } diff deletedAt }
+        nodes { editedAt editor { login __typename } diff deletedAt }
       }
       timelineItems(last: 100, itemTypes: [LABELED_EVENT, RENAMED_TITLE_EVENT]) {
         totalCount
         nodes {
           __typename
-          ... on LabeledEvent { createdAt actor { login } label { name } }
-          ... on RenamedTitleEvent { createdAt actor { login } previousTitle currentTitle }
+          ... on LabeledEvent { createdAt actor { login __typename } label { name } }
+          ... on RenamedTitleEvent { createdAt actor { login __typename } previousTitle currentTitle }
         }
       }
     }
   }
 }
 """
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """A conditional GET's answer: unchanged (a 304, free), or changed with its body; the ETag to send next."""
+
+    changed: bool
+    etag: str
+    body: Any
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,21 @@ def _history(issue: dict[str, Any]) -> IssueHistory:
     return IssueHistory(titles, bodies, labels)
 
 
+def _rest_logins(value: Any) -> Any:
+    """A GraphQL answer with each bot named as REST names it. GraphQL gives a GitHub App's bot as `<app-slug>`
+    (its `__typename` Bot), REST and `whoami` as `<app-slug>[bot]`: asm's queries ask each actor's type, so that
+    asm, installed as an App, knows its own comments and pull requests."""
+    if isinstance(value, list):
+        return [_rest_logins(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    named = {key: _rest_logins(item) for key, item in value.items()}
+    login = named.get("login")
+    if named.get("__typename") == "Bot" and isinstance(login, str) and not login.endswith("[bot]"):
+        named["login"] = login + "[bot]"
+    return named
+
+
 def _pull_info(pull: github.PullRequest.PullRequest) -> PullInfo:
     # `merged_at`, not `merged`: the list payload has only the former (see _issue_info).
     return PullInfo(pull.number, pull.html_url or "", pull.head.ref, pull.base.ref, pull.state or "open",
@@ -149,18 +176,31 @@ def _pull_info(pull: github.PullRequest.PullRequest) -> PullInfo:
 class GitHub:
     """Reads issues and repositories, moves labels, comments, opens and merges pull requests."""
 
-    def __init__(self, client: github.Github, ready_label: str) -> None:
-        self.client = client
-        # Writes go through lazy objects: commenting on an issue needs no GET of the issue first.
-        self.lazy = client.withLazy(True)
+    def __init__(self, access: Access, ready_label: str) -> None:
+        # Every request about a repository goes through access.client(repo) or access.lazy(repo): as a GitHub
+        # App, each repository's requests need the token of the installation that holds it.
+        self.access = access
         self.ready_label = ready_label
         self._labelled_repos: set[str] = set()
         self._repos: dict[str, tuple[float, RepoInfo]] = {}
-        self._login: str | None = None
+        self._budgets: dict[tuple[int, str], RateLimit] = {}  # (client, resource) -> as its last reply told
 
     def _repo(self, name: str) -> github.Repository.Repository:
-        """The repository, not fetched: asm only ever reads and writes below it."""
-        return self.lazy.get_repo(name)
+        """The repository, not fetched: asm only ever reads and writes below it (writes go through lazy objects:
+        commenting on an issue needs no GET of the issue first)."""
+        return self.access.lazy(name).get_repo(name)
+
+    def repositories(self, narrowed: tuple[str, ...]) -> tuple[str, ...]:
+        """The repositories asm works: ASM_REPOS (`narrowed`); as a GitHub App, its installations' repositories,
+        only those ASM_REPOS names when it names any."""
+        return self.access.repositories(narrowed)
+
+    def refuses(self, repo: str, narrowed: tuple[str, ...]) -> str:
+        """Why asm does not work `repo` (the words to follow its name), or "" when it does: a task or a delivery
+        naming any other repository is refused."""
+        if (narrowed or not self.access.app) and repo.lower() not in {known.lower() for known in narrowed}:
+            return "is not in ASM_REPOS"
+        return "" if self.access.holds(repo) else "is not one the GitHub App is installed on"
 
     def _issue(self, ref: IssueRef) -> github.Issue.Issue:
         return self._repo(ref.repo).get_issue(ref.number)
@@ -171,7 +211,7 @@ class GitHub:
         if cached is not None and time.monotonic() - cached[0] < REPO_INFO_SECONDS:
             return cached[1]
         try:
-            raw = self.client.get_repo(name).raw_data
+            raw = self.access.client(name).get_repo(name).raw_data
         except UnknownObjectException:
             raise BadInput(f"repository {name} was not found (or the token cannot see it)") from None
         except GithubException as error:
@@ -188,6 +228,12 @@ class GitHub:
             raise BadInput(f"repository {repo} was not found (or the token cannot see it)") from None
         except GithubException as error:
             raise GitHubError(f"GitHub refused to list issues of {repo}: {error.status}") from None
+        # PyGithub keeps the numbers of the last reply's rate-limit headers: a page of this list's, REST's budget.
+        requester = self.access.lazy(repo).requester
+        remaining, limit = requester.rate_limiting
+        if limit > 0:
+            self._budgets[(id(self.access.client(repo)), "core")] = RateLimit(
+                "core", limit, remaining, limit - remaining, float(requester.rate_limiting_resettime), time.time())
         return [issue for issue in found if not issue.is_pull]
 
     def issue(self, ref: IssueRef) -> IssueInfo:
@@ -247,18 +293,17 @@ class GitHub:
             raise GitHubError(f"GitHub refused the comments of {ref}: {error.status}") from None
 
     def whoami(self) -> str:
-        """The login asm acts as (its token's user), asked once per process."""
-        if self._login is None:
-            try:
-                self._login = self.client.get_user().login
-            except GithubException as error:
-                raise GitHubError(f"GitHub refused to say who the token belongs to: {error.status}") from None
-        return self._login
+        """The login asm acts as, asked once per process: its token's user, or the GitHub App's bot
+        (`<app-slug>[bot]`), whose comments, pull requests and commits asm's are."""
+        try:
+            return self.access.login()
+        except GithubException as error:
+            raise GitHubError(f"GitHub refused to say who the token belongs to: {error.status}") from None
 
     def permission(self, repo: str, login: str) -> str:
         """`login`'s role on the repository (admin, maintain, write, triage, read), or `none`."""
         try:
-            _, data = self.client.requester.requestJsonAndCheck(
+            _, data = self.access.client(repo).requester.requestJsonAndCheck(
                 "GET", f"/repos/{repo}/collaborators/{quote(login, safe='')}/permission")
         except UnknownObjectException:
             return "none"
@@ -272,31 +317,77 @@ class GitHub:
         """Who set the issue's title, body and labels, and when (GraphQL: REST has no edit history)."""
         owner, name = ref.repo.split("/", 1)
         variables = {"owner": owner, "name": name, "number": ref.number}
-        data = self.graphql(HISTORY_QUERY, variables, f"the history of {ref}")
+        data = self.graphql(HISTORY_QUERY, variables, f"the history of {ref}", ref.repo)
         issue = (data.get("repository") or {}).get("issue")
         if issue is None:
             raise BadInput(f"issue {ref} was not found")
         return _history(issue)
 
-    def graphql(self, query: str, variables: Mapping[str, Any], what: str) -> Mapping[str, Any]:
-        """The `data` of one GraphQL request; BadInput when GitHub says what was asked for does not exist."""
+    def graphql(self, query: str, variables: Mapping[str, Any], what: str, repo: str | None = None
+                ) -> Mapping[str, Any]:
+        """The `data` of one GraphQL request about `repo` (unless named, the one the variables `owner` and `name`
+        name), with that repository's token; BadInput when GitHub says what was asked for does not exist."""
+        repo = repo or f"{variables['owner']}/{variables['name']}"
+        client = self.access.client(repo)
         try:
-            _, answer = self.client.requester.graphql_query(query, dict(variables))
+            headers, answer = client.requester.graphql_query(query, dict(variables))
         except UnknownObjectException:
             raise BadInput(f"{what} was not found") from None
         except GithubException as error:
             raise GitHubError(f"GitHub refused {what}: {error.status}") from None
-        return answer.get("data") or {}
+        self._saw(client, headers)
+        data: Mapping[str, Any] = _rest_logins(answer.get("data") or {})
+        return data
+
+    def conditional_get(self, repo: str, path: str, params: Mapping[str, str | int], etag: str) -> Conditional:
+        """One GET about `repo` sent with `If-None-Match: etag` (when given): a 304, which GitHub does not count
+        against the rate limit, says the answer has not changed since that ETag was given out."""
+        client = self.access.client(repo)
+        try:
+            status, headers, text = client.requester.requestJson(
+                "GET", path, dict(params), {"If-None-Match": etag} if etag else {})
+        except (GithubException, requests.RequestException) as error:
+            raise GitHubError(f"GitHub did not answer {path}: {error}") from None
+        self._saw(client, headers)
+        if status == 304:
+            return Conditional(False, headers.get("etag") or etag, None)
+        if status == 404:
+            raise BadInput(f"repository {repo} was not found (or the token cannot see it)")
+        if status >= 400:
+            raise GitHubError(f"GitHub refused {path}: {status}")
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            raise GitHubError(f"GitHub answered {path} with something other than JSON") from None
+        return Conditional(True, headers.get("etag") or "", body)
+
+    def _saw(self, client: github.Github, headers: Mapping[str, str]) -> None:
+        budget = from_headers(headers)
+        if budget is not None:
+            self._budgets[(id(client), budget.resource)] = budget
+
+    def rate_limits(self, repo: str | None = None) -> dict[str, RateLimit]:
+        """The budgets as the last replies told them, by resource: those of `repo`'s token (a GitHub App has one
+        per installation), or, without `repo`, the lowest of each seen."""
+        wanted = None if repo is None else id(self.access.client(repo))
+        found: dict[str, RateLimit] = {}
+        now = time.time()
+        for (client, resource), budget in self._budgets.items():
+            if wanted not in (None, client) or not budget.current(now):
+                continue
+            if resource not in found or budget.remaining < found[resource].remaining:
+                found[resource] = budget
+        return found
 
     def overview(self, repo: str, waiting_label: str) -> list[Glance]:
         """The repository's open pull requests and its issues labelled `waiting_label`, at a glance: one request
         per page of each."""
         what = f"the pull requests of {repo}"
-        return read_overview(lambda query, variables: self.graphql(query, variables, what), repo, waiting_label)
+        return read_overview(lambda query, variables: self.graphql(query, variables, what, repo), repo, waiting_label)
 
     def pull_thread(self, repo: str, number: int) -> PullThread | None:
         """One pull request with what was said on it and its checks, as the scan reads them."""
-        return read_pull(lambda query, variables: self.graphql(query, variables, f"pull request {repo}#{number}"),
+        return read_pull(lambda query, variables: self.graphql(query, variables, f"pull request {repo}#{number}", repo),
                          repo, number, self.whoami(), lambda: self.comments(IssueRef(repo, number)))
 
     def check_reports(self, repo: str, sha: str) -> list[CheckReport]:
@@ -330,7 +421,8 @@ class GitHub:
         token is never sent there (nor anywhere but the API).
         """
         try:
-            headers, _ = self.client.requester.requestBlobAndCheck("GET", f"/repos/{repo}/actions/jobs/{job_id}/logs")
+            headers, _ = self.access.client(repo).requester.requestBlobAndCheck(
+                "GET", f"/repos/{repo}/actions/jobs/{job_id}/logs")
             location = headers.get("location")
             if not location:
                 return ""

@@ -18,6 +18,8 @@ METRICS = PREFIX + "metrics"  # hash: Prometheus series "name|label=value" -> nu
 PAUSED = PREFIX + "paused"  # string: why the fleet takes no new issues, while set
 MODEL_RESTING = PREFIX + "model-unavailable"  # string with a TTL: the model API is down, wait until it expires
 MODEL_OUTAGES = PREFIX + "model-outages"  # counter: outages in a row, for the backoff between them
+RATE_LIMITS = PREFIX + "rate-limits"  # hash: GitHub resource (core, graphql) -> JSON budget as last seen
+SCAN_NEXT = PREFIX + "scan:next"  # string: the repository a paced scan did not reach, where the next one starts
 
 
 @dataclass(frozen=True, order=True)
@@ -93,6 +95,11 @@ def reply_key(pull: IssueRef) -> str:
 def seen_key(ref: IssueRef) -> str:
     """How a pull request of asm's, or an issue awaiting answers, looked when a scan last found it asking nothing."""
     return f"{PREFIX}seen:{ref.key}"
+
+
+def scan_memory_key(repo: str) -> str:
+    """What the scan's last full read of a repository found, and the ETags it read it under (asm.fleet.probe)."""
+    return f"{PREFIX}scan:memory:{repo.lower()}"
 
 
 def told_key(issue: IssueRef, what: str) -> str:

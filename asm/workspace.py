@@ -8,7 +8,9 @@ bare clone only asm writes), checks it for secrets, and commits and pushes from 
 The token never lands in a URL or a `.git/config`: git asks a credential helper that asm passes
 through `GIT_CONFIG_*` environment variables of asm's own git processes that talk to the remote,
 and that reads the token from their environment. Tool commands get neither. git runs through
-subprocess with exactly the environment built here (not the worker's, merged).
+subprocess with exactly the environment built here (not the worker's, merged). The token is the
+remote's, asked for as each such process starts (a GitHub App's differs per installation and is
+replaced every hour): a push keeps the one it started with.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from asm.errors import SecretInChange, WorkspaceError
+from asm.github_auth import AUTHOR_EMAIL, AUTHOR_NAME, FixedToken, GitCredentials
 from asm.guard.jail import SCRATCH, Jail, Limits, prepare, tool_environment
 from asm.guard.redaction import Secrets
 from asm.keys import IssueRef
@@ -61,8 +64,6 @@ CHANGED_COMMAND = ("export GIT_OPTIONAL_LOCKS=0; git diff --name-only -z --no-re
 UNTRACKED_COMMAND = "export GIT_OPTIONAL_LOCKS=0; git ls-files -z --others --exclude-standard --directory 2>/dev/null"
 CHANGED_LIST_BYTES = 1 << 20  # names enough for any change a person reviews; a longer list is cut
 CHANGED_SECONDS = 60
-AUTHOR_NAME = "asm"
-AUTHOR_EMAIL = "asm@users.noreply.github.com"
 # Answers git's credential question with ASM_GIT_TOKEN, but only for https to the host asm is
 # talking to (ASM_GIT_HOST): a URL rewritten by tampered config gets no token. The empty helper
 # before it drops every other helper, from any config file.
@@ -172,7 +173,7 @@ class Blob:
 class Workspaces:
     """Creates, commits, pushes and removes issue workspaces under one root."""
 
-    def __init__(self, root: Path, token: str, jail: Jail, secrets: Secrets,
+    def __init__(self, root: Path, credentials: str | GitCredentials, jail: Jail, secrets: Secrets,
                  mirror_fresh_seconds: float = MIRROR_FRESH_SECONDS,
                  remote_backoff_seconds: float = REMOTE_BACKOFF_SECONDS) -> None:
         self.root = Path(os.path.abspath(root))
@@ -181,16 +182,17 @@ class Workspaces:
         self.mirror_fresh_seconds = mirror_fresh_seconds
         self.remote_backoff_seconds = remote_backoff_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workspace")
-        # Only commands that talk to the remote get the token; local ones run without it.
-        self.remote_env = git_environment(token)
+        # Only commands that talk to the remote get a token (a string: the one token for every remote); local ones
+        # run without it.
+        self.credentials = FixedToken(credentials) if isinstance(credentials, str) else credentials
         self.local_env = git_environment("")
 
     def _git(self, *args: str, cwd: Path | None = None, remote: str = "", env: dict[str, str] | None = None,
              stdin: bytes | None = None) -> str:
         """Run git with exactly asm's environment (the token only when talking to `remote`)."""
         base = self.local_env
-        if remote:
-            base = {**self.remote_env, "ASM_GIT_HOST": urlsplit(remote).netloc.rpartition("@")[2]}
+        if remote:  # one token for every attempt: asked for once, as the command starts
+            base = git_environment(self.credentials.git_token(remote), urlsplit(remote).netloc.rpartition("@")[2])
         attempts = REMOTE_ATTEMPTS if remote else 1
         for attempt in range(1, attempts + 1):
             done = subprocess.run(["git", *args], cwd=cwd, env={**base, **(env or {})}, input=stdin,
@@ -311,7 +313,10 @@ class Workspaces:
         tree = self._git("write-tree", cwd=repo, env=index).strip()
         if tree == self._git("rev-parse", f"{checkout.base_sha}^{{tree}}", cwd=repo).strip():
             return None
-        head = self._git("commit-tree", tree, "-p", checkout.base_sha, "-m", message, cwd=repo).strip()
+        name, email = self.credentials.git_identity()  # asm's, or a GitHub App's bot
+        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
+                    "GIT_COMMITTER_EMAIL": email}
+        head = self._git("commit-tree", tree, "-p", checkout.base_sha, "-m", message, cwd=repo, env=identity).strip()
         self._git("update-ref", f"refs/heads/{checkout.branch}", head, cwd=repo)
         return head
 

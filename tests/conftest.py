@@ -30,7 +30,7 @@ from asm.sandbox.sample_repo import FILES
 # processes idle at the end.
 LONG_MODULES = ("test_crashes", "test_faults", "test_up", "test_bench", "test_conversation", "test_e2e", "test_demo",
                 "test_caps", "test_fleet_guide", "test_flower", "test_hostile", "test_sandbox_start", "test_e2e_sonnet",
-                "test_transcripts")
+                "test_transcripts", "test_fairness")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

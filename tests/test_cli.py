@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from asm.fleet.fair import queue_length
 from asm.keys import QUEUED
 from asm.sandbox.fleet import Sandbox
 
@@ -37,7 +38,7 @@ def asm(asm_command):
 
 def nothing_queued(sandbox: Sandbox) -> bool:
     client = redis.Redis.from_url(sandbox.redis_url)
-    return client.hlen(QUEUED) == 0 and client.llen("celery") == 0
+    return client.hlen(QUEUED) == 0 and queue_length(client) == 0
 
 
 def fill(sandbox: Sandbox) -> str:
@@ -138,7 +139,7 @@ def test_enqueue_queues_once_and_labels_the_issue(sandbox: Sandbox, repo: str, a
     again = asm(sandbox, "enqueue", f"#{unlabelled}")
     assert again.returncode == 0 and "already queued" in again.stdout
     client = redis.Redis.from_url(sandbox.redis_url)
-    assert client.llen("celery") == 1 and client.hexists(QUEUED, f"{REPO}#{unlabelled}")
+    assert queue_length(client) == 1 and client.hexists(QUEUED, f"{REPO}#{unlabelled}")
     assert "ready-for-dev" in sandbox.github.issue(REPO, unlabelled).labels
 
 
@@ -148,7 +149,7 @@ def test_scan_queues_every_ready_issue_once_and_skips_pull_requests(sandbox: San
     assert "2 queued" in first.stdout
     second = asm(sandbox, "scan")
     assert "0 queued, 2 already in hand" in second.stdout
-    assert redis.Redis.from_url(sandbox.redis_url).llen("celery") == 2
+    assert queue_length(redis.Redis.from_url(sandbox.redis_url)) == 2
 
 
 def test_status_json_shows_queued_issues_and_caps(sandbox: Sandbox, repo: str, asm) -> None:

@@ -46,6 +46,8 @@ def test_defaults_are_the_design_table() -> None:
     assert settings.max_turns == 50
     assert settings.claim_ttl == 120
     assert settings.task_time_limit == 3600
+    assert (settings.high_priority_label, settings.low_priority_label) == ("priority:high", "priority:low")
+    assert settings.repo_weights == {} and settings.max_running_per_repo == 0
     assert settings.log_level == "INFO"
 
 
@@ -85,6 +87,11 @@ EVERY_VARIABLE = {
     "ASM_MAX_TURNS": "9",
     "ASM_CLAIM_TTL": "30",
     "ASM_TASK_TIME_LIMIT": "900",
+    "ASM_HIGH_PRIORITY_LABEL": " urgent ",
+    "ASM_LOW_PRIORITY_LABEL": "someday",
+    "ASM_REPO_WEIGHTS": "acme/api=3, acme/web=1",
+    "ASM_MAX_RUNNING_PER_REPO": "2",
+    "ASM_WEBHOOK_SECRET": " whsec-abc ",
     "LOG_LEVEL": "debug",
 }
 
@@ -116,6 +123,10 @@ def test_every_variable_is_parsed() -> None:
     assert settings.max_turns == 9
     assert settings.claim_ttl == 30
     assert settings.task_time_limit == 900
+    assert (settings.high_priority_label, settings.low_priority_label) == ("urgent", "someday")
+    assert settings.repo_weights == {"acme/api": 3, "acme/web": 1}
+    assert settings.max_running_per_repo == 2
+    assert settings.webhook_secret == "whsec-abc"
     assert settings.log_level == "DEBUG"
 
 
@@ -188,6 +199,11 @@ MALFORMED = [
         ("ASM_MENTION", "@a b"),
         ("ASM_MAX_CI_FIXES", "-1"),
         ("ASM_MAX_CI_FIXES", "two"),
+        ("ASM_HIGH_PRIORITY_LABEL", "urgent,now"),
+        ("ASM_REPO_WEIGHTS", "acme/api=0"),
+        ("ASM_REPO_WEIGHTS", "acme/api"),
+        ("ASM_MAX_RUNNING_PER_REPO", "-1"),
+        ("ASM_MAX_RUNNING_PER_REPO", "many"),
 ]
 
 
@@ -293,6 +309,9 @@ def test_every_variable_of_the_design_is_read_and_named_in_its_field_s_docstring
         "ASM_SCAN_INTERVAL", "ASM_MAX_REVISIONS", "ASM_AUTO_MERGE", "ASM_MAX_AGENT_RETRIES",
         "ASM_RETRY_BACKOFF_SECONDS", "ASM_MAX_COST_USD", "ASM_MAX_COST_PER_REPO_DAY_USD", "ASM_MAX_COST_PER_DAY_USD",
         "ASM_MAX_TURNS", "ASM_CLAIM_TTL", "ASM_TASK_TIME_LIMIT", "LOG_LEVEL",
+        "ASM_HIGH_PRIORITY_LABEL", "ASM_LOW_PRIORITY_LABEL", "ASM_REPO_WEIGHTS", "ASM_MAX_RUNNING_PER_REPO",
+        "ASM_GITHUB_APP_ID", "ASM_GITHUB_APP_PRIVATE_KEY", "ASM_GITHUB_APP_PRIVATE_KEY_PATH",
+        "ASM_WEBHOOK_SECRET",
     }
     for name, field in Settings.model_fields.items():
         assert f"({variables[name]}" in (field.description or ""), name
@@ -423,6 +442,9 @@ def test_secrets_lists_the_values_that_are_set() -> None:
     assert load({}).secrets == ()
     assert load({"GITHUB_TOKEN": "ghp_x"}).secrets == ("ghp_x",)
     assert load({"GITHUB_TOKEN": "ghp_x", "ANTHROPIC_API_KEY": "sk-ant-y"}).secrets == ("ghp_x", "sk-ant-y")
+    assert load({"ASM_WEBHOOK_SECRET": "whsec-z"}).secrets == ("whsec-z",)
+    assert "whsec-z" not in repr(load({"ASM_WEBHOOK_SECRET": "whsec-z"}))
+    assert "ASM_WEBHOOK_SECRET" in SECRET_VARIABLES
 
 
 FLOWER_PASSWORD = "hunter2-flower"

@@ -71,6 +71,8 @@ def open_pull(fleet: Sandbox, client: redis.Redis, repo: str, body: str = "") ->
     number = fleet.add_issue(repo, solution.title, body or solution.body)
     assert enqueue(client, app, IssueRef(repo, number), by="test", stale_after=600)
     assert wait_for(lambda: fleet.settled(repo, [number]), SETTLE_TIMEOUT), fleet.workers[0].log()[-4000:]
+    # The end label is set under the claim, which is let go just after: a follow-up waits for it.
+    assert wait_for(lambda: not client.exists(IssueRef(repo, number).claim_key), SETTLE_TIMEOUT)
     [pull] = [p for p in fleet.github.pulls(repo) if p.head == f"ai-feature/issue-{number}"]
     return number, pull.number
 

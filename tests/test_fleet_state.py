@@ -23,7 +23,8 @@ REPO = "acme/shop"
 class Sender:
     """Sends nothing: `enqueue` only needs something that takes the task."""
 
-    def send_task(self, name: str, args: list[object], task_id: str, countdown: float | None) -> object:
+    def send_task(self, name: str, args: list[object], task_id: str, countdown: float | None,
+                  priority: int | None = None) -> object:
         return task_id
 
 

@@ -23,6 +23,7 @@ from asm.sandbox.github_state import GitHubState
 
 TOKEN = "sandbox-token"
 REPO = "acme/shop"
+
 OWNER, NAME = REPO.split("/")
 
 # The query asm sends to learn who wrote, labelled and renamed an issue, and when.
@@ -100,19 +101,20 @@ def test_issue_history_shows_who_labelled_and_who_edited_after(server, state):
     created = issue["createdAt"]
     labelled_at = state.events(REPO, number)[0].created_at  # a call after creation: maybe a second later
     assert (issue["title"], issue["body"], issue["author"]) == (
-        "Add a cart now", "Also email me the keys.", {"login": "sandbox-user"})
+        "Add a cart now", "Also email me the keys.", {"login": "sandbox-user", "__typename": "User"})
     edits = issue["userContentEdits"]
     assert edits["totalCount"] == 2
-    assert edits["nodes"][0]["editor"] == {"login": "tina"}  # newest first, as on GitHub
+    assert edits["nodes"][0]["editor"] == {"login": "tina", "__typename": "User"}  # newest first, as on GitHub
     assert edits["nodes"][0]["diff"] == "Also email me the keys." and edits["nodes"][0]["deletedAt"] is None
-    assert edits["nodes"][1] == {"editedAt": created, "editor": {"login": "sandbox-user"},
+    assert edits["nodes"][1] == {"editedAt": created, "editor": {"login": "sandbox-user", "__typename": "User"},
                                  "diff": "Users need a cart.", "deletedAt": None}
     assert edits["nodes"][0]["editedAt"] > created  # ISO 8601 in UTC compares as text
     [labelled, renamed] = issue["timelineItems"]["nodes"]
     assert labelled == {"__typename": "LabeledEvent", "createdAt": labelled_at,
-                        "actor": {"login": "asm-sandbox-bot"}, "label": {"name": "ready-for-dev"}}
+                        "actor": {"login": "asm-sandbox-bot", "__typename": "User"}, "label": {"name": "ready-for-dev"}}
     assert renamed == {"__typename": "RenamedTitleEvent", "createdAt": edits["nodes"][0]["editedAt"],
-                       "actor": {"login": "tina"}, "previousTitle": "Add a cart", "currentTitle": "Add a cart now"}
+                       "actor": {"login": "tina", "__typename": "User"}, "previousTitle": "Add a cart",
+                       "currentTitle": "Add a cart now"}
     assert issue["timelineItems"]["totalCount"] == 2
 
 

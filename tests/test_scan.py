@@ -11,6 +11,7 @@ import redis
 from asm.config import Settings
 from asm.deps import github_gateway
 from asm.fleet.claim import Claim
+from asm.fleet.fair import queue_length
 from asm.fleet.scan import scan
 from asm.github import COMMENT_PREFIX, GitHub
 from asm.keys import MODEL_RESTING, PAUSED, QUEUED, IssueRef, attempts_key
@@ -56,10 +57,10 @@ def test_the_scan_queues_ready_issues_once_and_skips_the_rest(sandbox: Sandbox, 
     found = run_scan(github, settings, redis_client)
     assert sorted(item.issue.number for item in found if item.task_id) == sorted(ready)
     assert not {pull, closed, reviewing} & {item.issue.number for item in found}
-    assert redis_client.llen("celery") == 3
+    assert queue_length(redis_client) == 3
     again = run_scan(github, settings, redis_client)
     assert [item.task_id for item in again] == [None, None, None]
-    assert redis_client.llen("celery") == 3
+    assert queue_length(redis_client) == 3
 
 
 def test_an_orphaned_in_progress_issue_is_queued_again_but_a_live_or_human_one_is_not(
@@ -102,7 +103,7 @@ def test_nothing_is_queued_while_the_fleet_is_paused(sandbox: Sandbox, settings:
     sandbox.add_issue(REPO, "ready")
     redis_client.set(PAUSED, "the model account is out of credit")
     assert run_scan(github, settings, redis_client) == []
-    assert redis_client.llen("celery") == 0
+    assert queue_length(redis_client) == 0
 
 
 def test_nothing_is_queued_while_the_model_api_rests(sandbox: Sandbox, settings: Settings, github: GitHub,
@@ -127,12 +128,18 @@ def test_the_scan_costs_requests_by_pages_not_by_issues(sandbox: Sandbox, settin
     sandbox.github.reset_requests()
     found = run_scan(github, settings, redis_client)
     assert sum(1 for item in found if item.task_id) == count
-    # every page of ready issues (100 a page), one page of in-progress ones, one GraphQL page of asm's pull
-    # requests and the issues awaiting answers, and, once per process, who asm is; nothing per issue
-    assert sandbox.github.request_count == math.ceil(count / 100) + 1 + 1 + 1, sandbox.github.requests
+    # the conditional request that asks whether anything changed (first time: no ETag, so a full read), every
+    # page of ready issues (100 a page), one page of in-progress ones, one GraphQL page of asm's pull requests
+    # and the issues awaiting answers, and, once per process, who asm is; nothing per issue
+    assert sandbox.github.request_count == 1 + math.ceil(count / 100) + 1 + 1 + 1, sandbox.github.requests
     sandbox.github.reset_requests()
-    run_scan(github, settings, redis_client)
-    assert sandbox.github.request_count == math.ceil(count / 100) + 1 + 1, sandbox.github.requests
+    sandbox.github.limits.reset_tally()
+    again = run_scan(github, settings, redis_client)
+    # Issue 10 made the scan conditional: nothing changed, so the one request is that question, answered 304
+    # (not counted against the rate limit), and the issues it found last time are queued again from memory.
+    assert sandbox.github.request_count == 1, sandbox.github.requests
+    assert (sandbox.github.limits.counted, len(sandbox.github.limits.not_modified)) == (0, 1)
+    assert len(again) == count and not any(item.task_id for item in again)
 
 
 def test_a_pull_request_that_asked_nothing_is_read_whole_again_only_once_it_changes(
@@ -150,6 +157,9 @@ def test_a_pull_request_that_asked_nothing_is_read_whole_again_only_once_it_chan
         return sum(1 for request in sandbox.github.requests if request == ("POST", "/graphql"))
 
     assert graphql_requests() == 2, "a glance, then the changed pull request read whole"
+    # Issue 10: the first read learnt the pull request's head; the next one learns the ETags of its checks (a head
+    # first seen in a read has none yet, so this counts as a change): a glance, and the pull request unchanged.
     assert graphql_requests() == 1, "unchanged since it asked nothing: a glance only"
     sandbox.github.add_comment(REPO, pull.number, "still nothing for asm", author="passer-by")
     assert graphql_requests() == 2
+    assert graphql_requests() == 0, "nothing changed on GitHub: every conditional request a 304, no glance"

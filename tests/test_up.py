@@ -69,11 +69,11 @@ def raw_redis(port: int, command: bytes = b"PING") -> bytes:
 
 
 def children(pid: int) -> dict[str, int]:
-    """The processes `asm up` started, by role: worker, beat, flower, and redis when embedded."""
+    """The processes `asm up` started, by role: worker, beat, flower, webhook when set, and redis when embedded."""
     found = {}
     for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
         args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        role = next((r for r in ("worker", "beat", "flower") if r.encode() in args), "redis")
+        role = next((r for r in ("worker", "beat", "flower", "webhook") if r.encode() in args), "redis")
         found[role] = int(child)
     return found
 
@@ -84,10 +84,10 @@ def environ_of(pid: int) -> dict[str, str]:
 
 
 @contextmanager
-def asm_up(env: dict[str, str], cwd: Path, log_path: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def asm_up(env: dict[str, str], cwd: Path, log_path: Path, port: int, *more: str) -> Iterator[subprocess.Popen[bytes]]:
     """`asm up -c 1` in its own session; Ctrl-C at the end, and every process it started must be gone."""
     with open(log_path, "ab") as log:
-        up = subprocess.Popen([sys.executable, "-m", "asm", "up", "-c", "1", "--flower-port", str(port)],
+        up = subprocess.Popen([sys.executable, "-m", "asm", "up", "-c", "1", "--flower-port", str(port), *more],
                               env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield up
@@ -184,6 +184,34 @@ def test_asm_up_uses_a_given_redis_and_flower_login_as_they_are(sandbox: Sandbox
     output = log_path.read_text()
     assert "embedded Redis" not in output and "given-Login-1234" not in output
     assert not (Path(env["ASM_WORKSPACE_DIR"]) / ".asm-up" / "credentials").exists()  # nothing to generate
+
+
+def test_asm_up_starts_the_webhook_server_when_its_secret_is_set_and_gives_the_secret_to_it_alone(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.create_repo(REPO)
+    secret = "whsec-up-Test-5678"
+    env = sandbox.process_env(ASM_FLOWER_AUTH="ops:given-Login-1234", ASM_WEBHOOK_SECRET=secret)
+    port, hook_port, log_path = free_port(), free_port(), tmp_path / "up.log"
+
+    def healthy() -> bool:
+        try:
+            return get(f"http://127.0.0.1:{hook_port}/healthz") == (200, "ok\n")
+        except OSError:
+            return False
+
+    with asm_up(env, tmp_path, log_path, port, "--webhook-port", str(hook_port)) as up:
+        assert wait_for(healthy, 60), log_path.read_text()[-3000:]
+        processes = children(up.pid)
+        assert set(processes) == {"worker", "beat", "flower", "webhook"}
+        assert listening_addresses(hook_port) == {"127.0.0.1"}
+        for role, pid in processes.items():
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+            assert (secret.encode() in raw) == (role == "webhook"), role
+            assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        hook_environ = environ_of(processes["webhook"])
+        assert not hook_environ.get("GITHUB_TOKEN") and not hook_environ.get("ANTHROPIC_API_KEY")
+    output = log_path.read_text()
+    assert f"webhooks on http://127.0.0.1:{hook_port}/webhook" in output and secret not in output
 
 
 def run_up(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

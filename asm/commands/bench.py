@@ -8,6 +8,10 @@ efficiency = ideal / duration says how much the fleet itself costs on top of the
 Each worker count runs with tool commands in bubblewrap and, right after, unconfined
 (ASM_SANDBOX=off), so the two rows side by side show what the sandbox costs the fleet; each
 sandboxed row also times the sandbox alone, per tool command, against the same command unconfined.
+
+Then the label-to-claim latency through `asm webhook` (asm.commands.bench_webhook), p50 and p95 over
+`--labels` labels; and a scan of `--scan-repos` repositories with 5 changed, and with none: requests, 304s,
+counted requests and wall time (asm.commands.bench_scan).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
+from asm.commands.bench_scan import measure_conditional_scan, render_scan
+from asm.commands.bench_webhook import measure_claim_latency, render_latency
 from asm.config import Settings
 from asm.deps import tool_jail
 from asm.guard.jail import Jail, prepare, tool_environment
@@ -199,7 +205,8 @@ def render(rows: list[BenchRow], latency: float) -> str:
 
 
 def run_bench(worker_counts: list[int], issues: int, latency: float, as_json: bool,
-              out: TextIO = sys.stdout, sandboxes: tuple[str, ...] = SANDBOX_MODES) -> int:
+              out: TextIO = sys.stdout, sandboxes: tuple[str, ...] = SANDBOX_MODES, labels: int = 50,
+              scan_repos: int = 1000) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="asm-bench-") as tmp, Sandbox(Path(tmp), model_latency=latency) as box:
         for workers in worker_counts:
@@ -209,10 +216,21 @@ def run_bench(worker_counts: list[int], issues: int, latency: float, as_json: bo
                 if not as_json:
                     print(f"  {workers} workers, sandbox {sandbox}: {row.duration_s:.2f}s, "
                           f"efficiency {row.efficiency:.3f}", file=sys.stderr, flush=True)
+        # On the same sandbox: one process of the bench points its Celery app at one Redis only.
+        claims = measure_claim_latency(box, labels) if labels else None
+    scanned = None
+    if scan_repos:
+        with tempfile.TemporaryDirectory(prefix="asm-bench-scan-") as tmp:
+            scanned = measure_conditional_scan(Path(tmp), scan_repos)
     if as_json:
-        print(json.dumps({"issues": issues, "model_latency_s": latency, "rows": [asdict(r) for r in rows]},
-                         indent=2), file=out)
+        print(json.dumps({"issues": issues, "model_latency_s": latency, "rows": [asdict(r) for r in rows],
+                          "label_to_claim": asdict(claims) if claims else None,
+                          "conditional_scan": asdict(scanned) if scanned else None}, indent=2), file=out)
     else:
         print(render(rows, latency), file=out)
+        if claims:
+            print("\n" + render_latency(claims), file=out)
+        if scanned:
+            print("\n" + render_scan(scanned), file=out)
     failed = [r for r in rows if r.pull_requests != r.issues]
-    return 1 if failed else 0
+    return 1 if failed or (claims and claims.claimed != claims.labels) else 0

@@ -1,4 +1,4 @@
-"""The `asm` command: enqueue, scan, status, transcript, resume, up, demo, bench.
+"""The `asm` command: enqueue, scan, status, transcript, resume, up, webhook, demo, bench.
 
 Every failure a person can cause or fix ends in one line on stderr and a non-zero exit:
 2 for bad input or settings, 1 for a service that cannot be reached or refused.
@@ -86,10 +86,11 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
                            + ("is not set)" if not settings.repos else "has several)"))
         repo = settings.repos[0]
     issue = IssueRef.parse(repo, options.issue)
-    if repo.lower() not in {known.lower() for known in settings.repos}:
-        raise BadInput(f"{repo} is not in ASM_REPOS ({', '.join(settings.repos) or 'unset'}); "
-                       "asm works only the repositories it is set up for")
     github = _github(settings)
+    refused = github.refuses(repo, settings.repos)  # ASM_REPOS; as a GitHub App, its installations' too
+    if refused:
+        raise BadInput(f"{repo} {refused} (ASM_REPOS: {', '.join(settings.repos) or 'unset'}); "
+                       "asm works only the repositories it is set up for")
     client = _redis(settings)
     info = github.issue(issue)
     if info.is_pull:
@@ -99,6 +100,7 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
     from asm.celery_app import app
     from asm.fleet.hold import fleet_hold
     from asm.fleet.queue import claimed_or_queued, enqueue
+    from asm.fleet.scan import FollowRules
     from asm.github import IN_PROGRESS, IN_REVIEW
     from asm.guard.trust import digest
     from asm.keys import vouched_key
@@ -116,7 +118,8 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
         # The worker takes only issues labelled ready (or orphaned in-progress ones): label it so.
         if not {settings.ready_label, IN_PROGRESS} & info.labels:
             github.move_labels(issue, settings.ready_label, (), info.labels)
-        task_id = enqueue(client, app, issue, by="asm enqueue", stale_after=settings.task_time_limit)
+        task_id = enqueue(client, app, issue, by="asm enqueue", stale_after=settings.task_time_limit,
+                          priority=FollowRules.of(settings).priorities.of(info.labels))
     if task_id is None:
         print(f"{issue} is already queued or being worked on; nothing added")
     else:
@@ -136,15 +139,19 @@ def cmd_scan(options: argparse.Namespace) -> int:
     for repo in settings.repos:  # every repository must exist before anything is queued
         github.repo(repo)
     result = scan(github, client, app, settings.repos, settings.ready_label, settings.task_time_limit,
-                  FollowRules.of(settings))
+                  FollowRules.of(settings), settings.scan_interval)
     if result.held:
         raise Refused(f"nothing queued: {result.held}")
     for item in result.found:
         verb = f"queued as {item.task_id}" if item.task_id else "already queued or running"
         print(f"{item.issue} {verb} ({item.why}): {item.title}")
     queued = sum(1 for item in result.found if item.task_id)
+    scanned = github.repositories(settings.repos)  # as a GitHub App, its installations' (narrowed by ASM_REPOS)
     print(f"{queued} queued, {len(result.found) - queued} already in hand, "
-          f"{len(settings.repos) - len(result.failed)} of {len(settings.repos)} repositories scanned")
+          f"{len(scanned) - len(result.failed) - len(result.skipped)} of {len(scanned)} repositories scanned "
+          f"({len(result.unchanged)} unchanged since the last read: 304s, free)")
+    if result.paced:
+        print(f"asm scan: paced, {len(result.skipped)} left for the next scan: {result.paced}", file=sys.stderr)
     for repo, why in result.failed.items():
         print(f"asm scan: {repo}: {why}", file=sys.stderr)
     return 1 if result.failed else 0
@@ -204,7 +211,31 @@ def cmd_resume(options: argparse.Namespace) -> int:
 def cmd_up(options: argparse.Namespace) -> int:
     from asm.commands.up import run_up
 
-    return run_up(_load_settings(), options.concurrency, options.flower_port)
+    return run_up(_load_settings(), options.concurrency, options.flower_port, options.webhook_port)
+
+
+def cmd_webhook(options: argparse.Namespace) -> int:
+    """GitHub webhooks in: verify each delivery, and queue what it tells as the scan would."""
+    settings = _load_settings()
+    if not settings.webhook_secret:
+        raise ConfigError("ASM_WEBHOOK_SECRET is not set: it is how asm tells GitHub's deliveries from anyone's")
+    # ASM_REPOS narrows what it takes; unset (a GitHub App's webhook), the workers refuse what is not installed.
+    client = _redis(settings)
+    from asm.celery_app import app
+    from asm.webhook.server import serve
+
+    # It only sends. With a result backend, Celery would subscribe to every task's result, from every request's
+    # thread, and never read one: a server up for weeks would gather subscriptions until Redis dropped them.
+    app.conf.result_backend = "disabled"
+
+    handler = logging.StreamHandler()  # a server: its deliveries are its log, one line each
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("asm").addHandler(handler)
+    logging.getLogger("asm").setLevel(settings.log_level)
+    try:
+        return serve(settings, client, app, options.host, options.port)
+    except OSError as problem:
+        raise ConnectionError(f"cannot listen on {options.host}:{options.port} ({problem.strerror})") from None
 
 
 def cmd_demo(options: argparse.Namespace) -> int:
@@ -217,7 +248,8 @@ def cmd_bench(options: argparse.Namespace) -> int:
     from asm.commands.bench import run_bench
 
     sandboxes = ("bwrap", "off") if options.sandbox == "both" else (options.sandbox,)
-    return run_bench(options.workers, options.issues, options.model_latency, options.json, sandboxes=sandboxes)
+    return run_bench(options.workers, options.issues, options.model_latency, options.json, sandboxes=sandboxes,
+                     labels=options.labels, scan_repos=options.scan_repos)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -226,6 +258,24 @@ def cmd_bench(options: argparse.Namespace) -> int:
 def _positive_int(text: str) -> int:
     if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0 picks a free one)")
+    return int(text)
+
+
+def _label_count(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) > 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of labels from 0 to 1000")
+    return int(text)
+
+
+def _scan_repo_count(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) > 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of repositories from 0 to 100000")
     return int(text)
 
 
@@ -300,7 +350,14 @@ def build_parser() -> Parser:
     up = commands.add_parser("up", help="one-machine fleet: Redis if needed, worker, beat, Flower")
     up.add_argument("-c", "--concurrency", type=_positive_int, default=5)
     up.add_argument("--flower-port", type=_positive_int, default=5555)
+    up.add_argument("--webhook-port", type=_positive_int, default=8000,
+                    help="where `asm webhook` listens, on 127.0.0.1, when ASM_WEBHOOK_SECRET is set (default 8000)")
     up.set_defaults(run=cmd_up)
+
+    webhook = commands.add_parser("webhook", help="GitHub webhooks in: POST /webhook, into the scan's queue")
+    webhook.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    webhook.add_argument("--port", type=_port, default=8000)
+    webhook.set_defaults(run=cmd_webhook)
 
     demo = commands.add_parser("demo", help="the whole system on a sandbox GitHub and a scripted model")
     demo.add_argument("--workers", type=_positive_int, default=3)
@@ -317,6 +374,10 @@ def build_parser() -> Parser:
     bench.add_argument("--model-latency", type=_non_negative_float, default=1.0, metavar="SECONDS")
     bench.add_argument("--sandbox", choices=("both", "bwrap", "off"), default="both",
                        help="run each worker count with tool commands in bubblewrap, unconfined, or both (default)")
+    bench.add_argument("--labels", type=_label_count, default=50, metavar="N",
+                       help="labels timed from label to claim through `asm webhook` (default 50; 0 skips it)")
+    bench.add_argument("--scan-repos", type=_scan_repo_count, default=1000, metavar="N",
+                       help="repositories in the conditional-scan figure, 5 of them changed (default 1000; 0 skips it)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
     return parser

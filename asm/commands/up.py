@@ -1,9 +1,10 @@
-"""`asm up`: the one-machine fleet (worker, beat, Flower, and an embedded Redis when none is set).
+"""`asm up`: the one-machine fleet (worker, beat, Flower, `asm webhook` when ASM_WEBHOOK_SECRET is set, and an
+embedded Redis when none is set).
 
 Locked by default: the embedded Redis asks for a password and Flower for a login, both listening on
 127.0.0.1 only. What `asm up` generates it generates once, into a file only its owner can read,
-and reuses on later runs over the same workspace. Beat and Flower run without the GitHub token
-and the model key: only the worker uses them.
+and reuses on later runs over the same workspace. Beat, Flower and the webhook server run without the
+GitHub token and the model key: only the worker uses them; only the webhook server has the webhook secret.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ CREDENTIALS_FILE = Path(".asm-up") / "credentials"
 FLOWER_USER = "asm"
 # Beat and Flower get these empty rather than unset: an empty variable also overrides ./.env,
 # which asm's settings read too.
-WORKER_ONLY = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY")
+# A GitHub App's settings go together: without its key, its id alone would be a setting error.
+WORKER_ONLY = ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "ASM_GITHUB_APP_ID", "ASM_GITHUB_APP_PRIVATE_KEY",
+               "ASM_GITHUB_APP_PRIVATE_KEY_PATH")
+WEBHOOK_ONLY = "ASM_WEBHOOK_SECRET"
 
 
 @dataclass(frozen=True)
@@ -90,14 +94,19 @@ def _write_private(path: Path, values: Mapping[str, str]) -> None:
         raise ConfigError(f"{path}: cannot be written ({problem.strerror})") from None
 
 
-def fleet_commands(concurrency: int, flower_port: int, schedule_file: Path) -> dict[str, list[str]]:
-    """The processes `asm up` runs: the same ones the Procfile lists."""
+def fleet_commands(concurrency: int, flower_port: int, schedule_file: Path,
+                   webhook_port: int | None = None) -> dict[str, list[str]]:
+    """The processes `asm up` runs: the same ones the Procfile lists (the webhook server when given a port)."""
     celery = [sys.executable, "-m", "celery", "-A", "asm"]
-    return {
+    commands = {
         "worker": celery + ["worker", "-c", str(concurrency), "--loglevel", "INFO", "-E"],
         "beat": celery + ["beat", "--loglevel", "INFO", "-s", str(schedule_file)],
         "flower": celery + ["flower", f"--port={flower_port}", *FLOWER_OPTIONS],
     }
+    if webhook_port is not None:
+        commands["webhook"] = [sys.executable, "-m", "asm", "webhook", "--host", "127.0.0.1", "--port",
+                               str(webhook_port)]
+    return commands
 
 
 def fleet_environments(environ: Mapping[str, str], redis_url: str, flower_auth: str) -> dict[str, dict[str, str]]:
@@ -106,12 +115,13 @@ def fleet_environments(environ: Mapping[str, str], redis_url: str, flower_auth: 
     Flower gets its login as ASM_FLOWER_AUTH, which asm's Celery app hands to Flower in-process;
     Flower's own login variables are left out, so that the login `asm up` announces is the one.
     """
-    worker = {**environ, "ASM_REDIS_URL": redis_url}
+    worker = {**environ, "ASM_REDIS_URL": redis_url, WEBHOOK_ONLY: ""}
     beat = {**worker, **dict.fromkeys(WORKER_ONLY, ""), "ASM_FLOWER_AUTH": ""}
     flower = {name: value for name, value in beat.items()
               if name not in ("FLOWER_BASIC_AUTH", "FLOWER_UNAUTHENTICATED_API")}
     flower["ASM_FLOWER_AUTH"] = flower_auth
-    return {"worker": worker, "beat": beat, "flower": flower}
+    webhook = {**beat, WEBHOOK_ONLY: environ.get(WEBHOOK_ONLY, "")}
+    return {"worker": worker, "beat": beat, "flower": flower, "webhook": webhook}
 
 
 def flower_login_line(settings: Settings, credentials: Credentials) -> str:
@@ -124,7 +134,7 @@ def flower_login_line(settings: Settings, credentials: Credentials) -> str:
     return f"Flower's login is user {FLOWER_USER}, password in {credentials.path}"
 
 
-def run_up(settings: Settings, concurrency: int, flower_port: int) -> int:
+def run_up(settings: Settings, concurrency: int, flower_port: int, webhook_port: int = 8000) -> int:
     require(settings, "github", "repos", "model")
     workspace = Path(settings.workspace_dir)
     credentials = load_credentials(workspace / CREDENTIALS_FILE, redis=not settings.redis_url_given,
@@ -142,11 +152,15 @@ def run_up(settings: Settings, concurrency: int, flower_port: int) -> int:
     print(f"asm up: {flower_login_line(settings, credentials)}", flush=True)
     schedule = workspace / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    environments = fleet_environments(os.environ, redis_url, flower_auth)
+    # The secret as the settings read it, from the environment or ./.env, for the webhook server alone.
+    environments = fleet_environments({**os.environ, WEBHOOK_ONLY: settings.webhook_secret}, redis_url, flower_auth)
+    webhook = webhook_port if settings.webhook_secret else None
     processes = {name: subprocess.Popen(command, env=environments[name])
-                 for name, command in fleet_commands(concurrency, flower_port, schedule).items()}
+                 for name, command in fleet_commands(concurrency, flower_port, schedule, webhook).items()}
+    hooks = (f", webhooks on http://127.0.0.1:{webhook}/webhook" if webhook is not None
+             else " (no webhook server: ASM_WEBHOOK_SECRET is not set)")
     print(f"asm up: worker (-c {concurrency}), beat every {settings.scan_interval:g}s, "
-          f"Flower on http://127.0.0.1:{flower_port} (login above); Ctrl-C stops everything", flush=True)
+          f"Flower on http://127.0.0.1:{flower_port} (login above){hooks}; Ctrl-C stops everything", flush=True)
     code = 0
     try:
         while all(process.poll() is None for process in processes.values()):

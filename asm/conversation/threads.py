@@ -22,11 +22,11 @@ BRANCH = re.compile(r"ai-feature/issue-([1-9][0-9]*)")
 
 _PULL_FIELDS = """
 fragment PullConversation on PullRequest {
-  number headRefName headRefOid baseRefName state author { login }
+  number headRefName headRefOid baseRefName state author { login __typename }
   body
-  comments(last: 100) { totalCount nodes { databaseId author { login } body createdAt } }
-  reviews(last: 50) { nodes { databaseId author { login } state body submittedAt commit { oid }
-    comments(first: 50) { nodes { databaseId author { login } body path line originalLine diffHunk createdAt
+  comments(last: 100) { totalCount nodes { databaseId author { login __typename } body createdAt } }
+  reviews(last: 50) { nodes { databaseId author { login __typename } state body submittedAt commit { oid }
+    comments(first: 50) { nodes { databaseId author { login __typename } body path line originalLine diffHunk createdAt
                                   replyTo { databaseId } } } } }
   commits(last: 1) { nodes { commit { oid statusCheckRollup { state contexts(first: 100) { nodes {
     __typename
@@ -43,7 +43,7 @@ query Overview($owner: String!, $name: String!, $pulls: String, $issues: String,
     pullRequests(states: [OPEN], first: 100, after: $pulls, orderBy: {field: CREATED_AT, direction: ASC})
         @include(if: $withPulls) {
       pageInfo { hasNextPage endCursor }
-      nodes { number headRefName headRefOid updatedAt author { login }
+      nodes { number headRefName headRefOid updatedAt author { login __typename }
               comments(last: 1) { totalCount } reviews(last: 1) { totalCount }
               commits(last: 1) { nodes { commit { oid statusCheckRollup { state contexts(first: 100) { nodes {
                 __typename ... on CheckRun { status conclusion } ... on StatusContext { state } } } } } } } }
@@ -145,6 +145,7 @@ class Glance:
     author: str | None = None
     head_ref: str = ""
     signature: str = ""  # changes whenever anything asm reads of it changes: remarks, its head, its checks
+    head_sha: str = ""  # a pull request's head commit, whose checks the scan watches between reads
 
     def is_asms(self, me: str) -> bool:
         return self.is_pull and self.author == me and BRANCH.fullmatch(self.head_ref) is not None
@@ -191,7 +192,7 @@ def _glance(repo: str, node: Mapping[str, Any], is_pull: bool) -> Glance:
     signature = hashlib.sha256(json.dumps([node.get("updatedAt"), counts, node.get("headRefOid"), rollup.get("state"),
                                            contexts]).encode()).hexdigest()[:24]
     return Glance(repo, int(node["number"]), True, _login(node.get("author")), node.get("headRefName") or "",
-                  signature)
+                  signature, node.get("headRefOid") or "")
 
 
 def read_pull(query: Query, repo: str, number: int, me: str,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from asm.observe.display import duration_text
 from asm.observe.fleet_state import FleetState
 
@@ -44,6 +46,23 @@ def render(state: FleetState) -> str:
         f"queued {len(state.queued)} | running {len(state.running)} | cost ${state.cost_usd:.4f}",
         f"today ({spend.day} UTC): fleet ${spend.fleet_usd:.4f} of ${spend.cap_fleet_day:.2f} cap | "
         f"per repo: {repo_text} | per issue cap ${spend.cap_per_issue:.2f}",
+        rate_limit_text(state),
         RULE,
     ]
     return "\n".join(lines)
+
+
+def rate_limit_text(state: FleetState) -> str:
+    """GitHub's budgets left and when they come back, as the last scan saw them."""
+    if not state.rate_limits:
+        return "GitHub rate limit: not seen yet (the scan records it)"
+    parts = []
+    for resource, budget in sorted(state.rate_limits.items()):
+        if not budget.current(state.at):
+            parts.append(f"{resource} {budget.limit:,} (reset since seen: whole again)")
+            continue
+        at = datetime.fromtimestamp(budget.reset, timezone.utc).strftime("%H:%M UTC")
+        parts.append(f"{resource} {budget.remaining:,} of {budget.limit:,} left, resets {at} "
+                     f"(in {duration_text(budget.seconds_to_reset(state.at))})")
+    seen = max(budget.seen_at for budget in state.rate_limits.values())
+    return f"GitHub rate limit: {' | '.join(parts)} | seen {_age(state.at - seen)}"

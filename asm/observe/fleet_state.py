@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +14,7 @@ import redis
 from asm.config import Settings
 from asm.keys import fleet_day_spend_key, repo_day_spend_key, utc_day
 from asm.observe.status import paused_reason, read_history, read_queued, read_running, read_workers
+from asm.ratelimit import RateLimit, read_limits
 
 RECENT_RUNS = 50
 
@@ -67,6 +68,7 @@ class FleetState:
     running: Mapping[str, Mapping[str, Any]]  # issue key -> {worker, stage, revision, started_at}
     recent: tuple[Mapping[str, Any], ...]  # finished runs, newest first
     spend: SpendToday
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)  # GitHub's budgets as the scan last saw them
 
     @property
     def time_text(self) -> str:
@@ -109,6 +111,11 @@ class FleetState:
                 "caps_usd": self.spend.caps,
             },
             "unsandboxed": self.unsandboxed,
+            "github_rate_limit": {resource: {
+                "limit": budget.limit, "remaining": budget.remaining, "used": budget.used,
+                "reset": budget.reset, "reset_at": _iso(budget.reset), "seen_at": _iso(budget.seen_at),
+                "current": budget.current(self.at),
+            } for resource, budget in sorted(self.rate_limits.items())},
             "totals": {"workers": len(self.workers), "working": self.workers_in("working"),
                        "completed": self.completed, "cost_usd": self.cost_usd},
         }
@@ -134,4 +141,9 @@ def read_fleet_state(client: redis.Redis[bytes], settings: Settings, now: float 
         cap_fleet_day=settings.max_cost_per_day_usd,
     )
     return FleetState(at=now, paused=paused_reason(client), workers=workers, queued=read_queued(client),
-                      running=read_running(client), recent=tuple(read_history(client, RECENT_RUNS)), spend=spend)
+                      running=read_running(client), recent=tuple(read_history(client, RECENT_RUNS)), spend=spend,
+                      rate_limits=read_limits(client))
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds")

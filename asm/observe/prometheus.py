@@ -78,6 +78,11 @@ def fleet_gauges(state: FleetState) -> Iterator[GaugeMetricFamily]:
     for cap, usd in state.spend.caps.items():
         caps.add_metric([cap], usd)
     yield caps
+    left = GaugeMetricFamily("asm_github_rate_limit_remaining", "GitHub's rate-limit budget left, by resource, as the "
+                             "scan last saw it", labels=["resource"])
+    for resource, budget in sorted(state.rate_limits.items()):
+        left.add_metric([resource], budget.remaining if budget.current(state.at) else budget.limit)
+    yield left
 
 
 _installed: FleetCollector | None = None

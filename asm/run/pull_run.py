@@ -24,6 +24,7 @@ from asm.deps import Deps
 from asm.errors import AlreadyClaimed, AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
 from asm.fleet.claim import Claim
 from asm.fleet.hold import pause_fleet, rest_model
+from asm.fleet.queue import PROCESS_PULL
 from asm.github import RepoInfo
 from asm.guard.redaction import redact
 from asm.guard.sanitize import sanitize, strip_invisible
@@ -52,7 +53,7 @@ def process_pull(deps: Deps, status: WorkerStatus, pull: IssueRef, on_progress: 
                  time_up: tuple[type[BaseException], ...] = ()) -> DeliveryResult:
     """Follow up on the pull request if this delivery wins its claim and it still asks for something."""
     result = deliver(deps, pull, status.worker,
-                     lambda claim: FollowUpRun(deps, status, pull, claim, on_progress, time_up).run())
+                     lambda claim: FollowUpRun(deps, status, pull, claim, on_progress, time_up).run(), PROCESS_PULL)
     deps.metrics.count("asm_follow_ups_total", outcome=result.outcome)
     log.info("%s [%s] %s", pull, status.worker, result.summary)
     return result

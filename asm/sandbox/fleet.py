@@ -9,6 +9,7 @@ at the sandbox, and watches GitHub until every issue has settled.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import asm
 from asm.config import Settings, load_settings
 from asm.deps import github_gateway, redis_client
 from asm.github import AI_FAILED, IN_REVIEW, NEEDS_CLARIFICATION, GitHub
+from asm.sandbox.github_hooks import Hooks
 from asm.sandbox.github_server import GitHubServer
 from asm.sandbox.github_state import HUMAN_LOGIN, GitHubState
 from asm.sandbox.model_server import ScriptedModelServer
@@ -87,6 +89,7 @@ class Sandbox:
         self.github: GitHubState | None = None
         self.github_server: GitHubServer | None = None
         self.model: ScriptedModelServer | None = None
+        self.hooks: Hooks | None = None
         self.workers: list[CeleryProcess] = []
         self.repos: list[str] = []
 
@@ -108,6 +111,8 @@ class Sandbox:
         for worker in self.workers:
             worker.stop(signal.SIGKILL, timeout=5)
         self.workers.clear()
+        if self.hooks is not None:
+            self.hooks.close()
         if self.model is not None:
             self.model.stop()
         if self.github_server is not None:
@@ -197,6 +202,33 @@ class Sandbox:
         if not (wait_for(announced, timeout) and consuming(app, min(nodes()), timeout)):
             raise RuntimeError(f"the worker did not start; its log:\n{worker.log()[-3000:]}")
         return worker
+
+    def webhooks(self) -> Hooks:
+        """The sandbox GitHub's webhooks, delivering from the first call on: `.add(url, secret)` adds one."""
+        assert self.github and self.github_server
+        if self.hooks is None:
+            self.hooks = Hooks(self.github, self.github_server.url).attach()
+        return self.hooks
+
+    def start_webhook(self, secret: str, name: str = "webhook", timeout: float = 30.0,
+                      **env: str) -> tuple[CeleryProcess, str]:
+        """`asm webhook --port 0` on the sandbox's settings and `secret`; the process, and its URL once it listens
+        (RuntimeError with its log when it does not within `timeout`)."""
+        log_path = self.root / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "asm", "webhook", "--port", "0"]
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                                       env=self.process_env(ASM_WEBHOOK_SECRET=secret, **env), start_new_session=True)
+        child = CeleryProcess(name, process, log_path)
+        self.workers.append(child)
+        listening = re.compile(r"listening on (http://\S+)/webhook")
+        if not wait_for(lambda: bool(listening.search(child.log())) or process.poll() is not None, timeout):
+            raise RuntimeError(f"`asm webhook` did not start; its log:\n{child.log()[-3000:]}")
+        found = listening.search(child.log())
+        if found is None:
+            raise RuntimeError(f"`asm webhook` stopped; its log:\n{child.log()[-3000:]}")
+        return child, found.group(1)
 
     def start_beat(self, name: str = "beat", **env: str) -> CeleryProcess:
         """`celery -A asm beat`, scanning every ASM_SCAN_INTERVAL seconds."""

@@ -16,8 +16,11 @@ from urllib.parse import unquote
 
 from asm.sandbox import github_payloads as payloads
 from asm.sandbox import github_schema
+from asm.sandbox.github_api_apps import AppRoutes, is_app_route
 from asm.sandbox.github_api_checks import CheckRoutes
 from asm.sandbox.github_api_reviews import ReviewRoutes
+from asm.sandbox.github_apps import NOT_FOR_INTEGRATIONS
+from asm.sandbox.github_limits import holder
 from asm.sandbox.github_records import ApiError, Issue, not_found
 from asm.sandbox.github_rest import REPO, Reply, Request, json_fields, paged
 from asm.sandbox.github_state import DEFAULT_COLOR, GitHubState
@@ -33,11 +36,11 @@ def _label_names(body: object) -> list[str]:
     return [item["name"] if isinstance(item, dict) else str(item) for item in items]
 
 
-class GitHubApi(ReviewRoutes, CheckRoutes):
+class GitHubApi(ReviewRoutes, CheckRoutes, AppRoutes):
     """Routes one request to the state and shapes the answer; no sockets here."""
 
     _REPO = REPO
-    _ROUTES = ReviewRoutes.ROUTES + CheckRoutes.ROUTES + [
+    _ROUTES = ReviewRoutes.ROUTES + CheckRoutes.ROUTES + AppRoutes.ROUTES + [
         ("GET", r"/user", "user"),
         ("GET", r"/users/(?P<login>[^/]+)", "other_user"),
         ("GET", r"/rate_limit", "rate_limit"),
@@ -75,7 +78,9 @@ class GitHubApi(ReviewRoutes, CheckRoutes):
         self.state = state
 
     def dispatch(self, request: Request) -> Reply:
-        """The reply to a request that carried a valid token."""
+        """The reply to a request that carried a valid token (or a GitHub App's JWT: the App's endpoints only)."""
+        if request.app_id is not None or is_app_route(request.path):
+            return self.dispatch_app(request)
         return self._route(request, self._COMPILED)
 
     def dispatch_public(self, request: Request) -> Reply:
@@ -88,7 +93,8 @@ class GitHubApi(ReviewRoutes, CheckRoutes):
             if match and method == request.method:
                 args: dict[str, str | int] = {key: unquote(value) for key, value in match.groupdict().items()}
                 if "owner" in args:
-                    args["full_name"] = f"{args.pop('owner')}/{args.pop('name')}"
+                    args["full_name"] = full_name = f"{args.pop('owner')}/{args.pop('name')}"
+                    self.within_installation(request, full_name)
                 if "number" in args:
                     args["number"] = int(args["number"])
                 route: Callable[..., Reply] = getattr(self, name)
@@ -98,6 +104,8 @@ class GitHubApi(ReviewRoutes, CheckRoutes):
     # -- users, limits and GraphQL -------------------------------------------------------------
 
     def user(self, request: Request) -> Reply:
+        if request.installation is not None:  # an App's bot is not a user who signed in
+            raise ApiError(403, NOT_FOR_INTEGRATIONS)
         return Reply(200, payloads.user(request.api, self.state.web_url, request.actor))
 
     def other_user(self, request: Request, login: str) -> Reply:
@@ -110,12 +118,14 @@ class GitHubApi(ReviewRoutes, CheckRoutes):
         raise not_found()
 
     def rate_limit(self, request: Request) -> Reply:
-        return Reply(200, payloads.rate_limit())
+        spender = holder(request.actor, request.installation)
+        core, graphql = (self.state.limits.peek(spender, resource) for resource in ("core", "graphql"))
+        return Reply(200, payloads.rate_limit(core, graphql))
 
     def graphql(self, request: Request) -> Reply:
         # GitHub answers GraphQL with 200 even when the document is wrong: errors travel in the body.
         fields = request.body if isinstance(request.body, dict) else {}
-        context = github_schema.Context(self.state, request.actor)
+        context = github_schema.Context(self.state, request.actor, reach=self.reach(request))
         return Reply(200, github_schema.run(context, fields.get("query"), fields.get("variables"),
                                             fields.get("operationName")))
 
@@ -144,7 +154,9 @@ class GitHubApi(ReviewRoutes, CheckRoutes):
 
     def list_issues(self, request: Request, full_name: str) -> Reply:
         labels = [name for name in request.query.get("labels", "").split(",") if name]
-        records = self.state.issue_records(full_name, request.query.get("state", "open"), labels)
+        self.state.synchronize(full_name)  # a push to a pull request's branch updates it
+        records = self.state.issue_records(full_name, request.query.get("state", "open"), labels,
+                                           request.query.get("sort") or "created")
         if request.query.get("direction") == "asc":
             records.reverse()
         return paged(request, records, self._issue_json(request, full_name))

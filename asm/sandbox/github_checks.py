@@ -28,6 +28,7 @@ from asm.sandbox.github_records import (
 )
 
 if TYPE_CHECKING:
+    from asm.sandbox.github_hooks import Hooks
     from asm.sandbox.github_state import _RepoData
 
 ACTIONS_APP = "github-actions"  # the app whose check runs are GitHub Actions jobs, with logs
@@ -49,6 +50,7 @@ class ChecksAndStatuses:
         _people: People
         _log_key: bytes
         clock: Clock
+        hooks: Hooks | None
 
         def _new_id(self) -> int: ...
         def _data(self, full_name: str) -> _RepoData: ...
@@ -91,6 +93,8 @@ class ChecksAndStatuses:
             run = _changed(run, now, dict(status=status, conclusion=conclusion, title=title, summary=summary,
                                           text=text, completed_at=completed_at))
             data.check_runs[run.id] = run
+            if self.hooks is not None:
+                self.hooks.check_run_changed(full_name, None, run)
             return run.id
 
     def update_check_run(self, full_name: str, check_run_id: int, **fields: str | None) -> CheckRun:
@@ -99,8 +103,11 @@ class ChecksAndStatuses:
         if unknown:
             raise ValueError(f"a check run has no {', '.join(sorted(unknown))}")
         with self._lock:
-            run = _changed(self.check_run(full_name, check_run_id), self.clock.iso(), fields)
+            before = self.check_run(full_name, check_run_id)
+            run = _changed(before, self.clock.iso(), fields)
             self._data(full_name).check_runs[run.id] = run
+            if self.hooks is not None:
+                self.hooks.check_run_changed(full_name, before, run)
             return run
 
     def check_run(self, full_name: str, check_run_id: int) -> CheckRun:

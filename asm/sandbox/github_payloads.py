@@ -8,26 +8,24 @@ of whoever is asking, for the parts GitHub shapes to the asker.
 
 from __future__ import annotations
 
-import time
 from urllib.parse import quote
 
+from asm.sandbox.github_limits import Budget
 from asm.sandbox.github_people import PERMISSION, repo_permissions
 from asm.sandbox.github_records import Comment, Issue, IssueEvent, Label, Repo
 from asm.sandbox.github_state import GitHubState
 
-# Generous enough that no client ever throttles itself against the sandbox.
-RATE_LIMIT = 5000
-
 
 def user(api: str, web: str, login: str, kind: str = "User") -> dict:
+    bot = login.endswith("[bot]")  # a GitHub App's bot user (github_apps): REST gives it as `<slug>[bot]`
     return {
         "login": login,
         "id": sum(login.encode()) + 1,  # stable per login, which is all clients compare
         "node_id": f"U_sandbox_{login}",
-        "type": kind,
+        "type": "Bot" if bot else kind,
         "site_admin": False,
-        "url": f"{api}/users/{login}",
-        "html_url": f"{web}/{login}",
+        "url": f"{api}/users/{quote(login)}",
+        "html_url": f"{web}/apps/{login.removesuffix('[bot]')}" if bot else f"{web}/{login}",
         "avatar_url": "",
         "gravatar_id": "",
     }
@@ -272,23 +270,13 @@ def branch(api: str, full_name: str, name: str, sha: str) -> dict:
     }
 
 
-def rate_limit_headers() -> dict[str, str]:
-    """The headers GitHub puts on every reply; clients read them to pace themselves."""
-    return {
-        "X-RateLimit-Limit": str(RATE_LIMIT),
-        "X-RateLimit-Remaining": str(RATE_LIMIT - 1),
-        "X-RateLimit-Reset": str(int(time.time()) + 3600),
-        "X-RateLimit-Used": "1",
-        "X-RateLimit-Resource": "core",
-        "X-GitHub-Media-Type": "github.v3; format=json",
-    }
+# What GitHub sends on every reply besides a person's rate-limit budget (github_limits).
+STATIC_HEADERS = {"X-GitHub-Media-Type": "github.v3; format=json"}
 
 
-def rate_limit() -> dict:
-    reset = int(time.time()) + 3600
-    core = {"limit": RATE_LIMIT, "remaining": RATE_LIMIT, "reset": reset, "used": 0, "resource": "core"}
-    resources = {
-        name: {**core, "resource": name}
-        for name in ("core", "search", "graphql", "integration_manifest", "code_search")
-    }
-    return {"resources": resources, "rate": core}
+def rate_limit(core: Budget, graphql: Budget) -> dict:
+    """`GET /rate_limit`: the asker's budgets as they stand (asking spends none)."""
+    resources = {"core": core.as_json(), "graphql": graphql.as_json()}
+    for name in ("search", "integration_manifest", "code_search"):
+        resources[name] = {**core.as_json(), "used": 0, "remaining": core.limit, "resource": name}
+    return {"resources": resources, "rate": core.as_json()}

@@ -6,6 +6,7 @@ The shapes are those of GitHub's OpenAPI description and recorded responses (`co
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from asm.sandbox.github_checks import ACTIONS_APP
@@ -19,6 +20,20 @@ _FILE_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "
 _ACTIONS = {"id": 15368, "node_id": "MDM6QXBwMTUzNjg=", "name": "GitHub Actions",
             "description": "Automate your workflow from idea to production",
             "external_url": "https://help.github.com/en/actions"}
+
+
+_NOREPLY = re.compile(r"([0-9]+)\+(.+)@users\.noreply\.github\.com", re.IGNORECASE)  # use with fullmatch
+
+
+def _account(api: str, state: GitHubState, email: str) -> dict[str, Any] | None:
+    """The user a commit's e-mail address ties it to, as GitHub ties one: here, only a user's `<id>+<login>`
+    no-reply address (how a GitHub App's bot signs its commits); None for any other."""
+    match = _NOREPLY.fullmatch(email)
+    login = state.user(match.group(2)) if match else None
+    if match is None or login is None:
+        return None
+    account = user(api, state.web_url, login)
+    return account if str(account["id"]) == match.group(1) else None
 
 
 def app(api: str, web: str, slug: str) -> dict[str, Any]:
@@ -160,8 +175,9 @@ def commit(api: str, state: GitHubState, full_name: str, info: CommitInfo) -> di
         "url": url,
         "html_url": f"{web}/commit/{info.sha}",
         "comments_url": f"{url}/comments",
-        "author": None,  # the sandbox ties no git identity to a GitHub user, as GitHub does for unknown emails
-        "committer": None,
+        # GitHub ties a commit to the user whose e-mail address it carries; none for an address it does not know.
+        "author": _account(api, state, info.author[1]),
+        "committer": _account(api, state, info.committer[1]),
         "parents": [{"sha": parent, "url": f"{api}/repos/{full_name}/commits/{parent}",
                      "html_url": f"{web}/commit/{parent}"} for parent in info.parents],
         "stats": {"total": added + removed, "additions": added, "deletions": removed},

@@ -208,6 +208,7 @@ class Issue:
     events: tuple[IssueEvent, ...] = ()  # oldest first
     # Oldest first; empty until the body is first edited, then the original text leads (as on GitHub).
     edits: tuple[BodyEdit, ...] = ()
+    touched: int = 0  # the order of its last change: what sorts by update within one second
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ class Request:
     body: object
     api: str  # the base URL the client used, so every url we hand out points back at us
     actor: str  # the login whose token the request carries: every change is theirs; "" on public routes
+    # As a GitHub App (github_api_apps): the App whose JWT the request carries (only the App's own endpoints), or
+    # the installation whose token it carries (acting as the App's bot, within the installation's repositories).
+    app_id: int | None = None
+    installation: int | None = None
 
 
 @dataclass(frozen=True)

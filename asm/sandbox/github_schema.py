@@ -28,6 +28,7 @@ from asm.sandbox.github_schema_parts import (
     Context,
     Held,
     actor_fields,
+    bot_fields,
     comment_fields,
     connection,
     moment,
@@ -79,6 +80,8 @@ def run(context: Context, query: object, variables: object, operation_name: obje
 
 def _repository(parent: None, args: dict, context: Context) -> Repo:
     try:
+        if context.reach is not None and f"{args['owner']}/{args['name']}".lower() not in context.reach:
+            raise ApiError(404, "outside the installation")  # as GitHub: as if it did not exist
         return context.state.repo(f"{args['owner']}/{args['name']}")
     except ApiError:
         message = f"Could not resolve to a Repository with the name '{args['owner']}/{args['name']}'."
@@ -176,7 +179,10 @@ def _schema() -> Schema:
                 "owner": Arg("String!"), "name": Arg("String!"), "followRenames": Arg("Boolean", True)}),
             "user": FieldDef("User", _user, {"login": Arg("String!")}),
         }),
-        AbstractType("Actor", ("User",), lambda login: "User", actor_fields()),
+        # A GitHub App's bot (REST's `<slug>[bot]`) is a Bot, whose login GraphQL gives without the `[bot]`.
+        AbstractType("Actor", ("User", "Bot"), lambda login: "Bot" if login.endswith("[bot]") else "User",
+                     actor_fields()),
+        ObjectType("Bot", bot_fields()),
         # Sandbox repositories belong to organizations, as the REST payloads say.
         AbstractType("RepositoryOwner", ("User", "Organization"), lambda login: "Organization",
                      {"login": FieldDef("String!", lambda login, args, context: login)}),

@@ -23,10 +23,12 @@ PAGE_ARGS = {"first": Arg("Int"), "last": Arg("Int"), "after": Arg("String"), "b
 
 @dataclass(frozen=True)
 class Context:
-    """Who is asking (the login whose token the request carries), and of which state."""
+    """Who is asking (the login whose token the request carries), and of which state; an installation's token
+    reaches only its repositories (`reach`, lower-cased; None: every one)."""
 
     state: GitHubState
     viewer: str
+    reach: frozenset[str] | None = None
     _heads: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def branch_heads(self, full_name: str) -> dict[str, str]:
@@ -105,6 +107,22 @@ def _position(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError):
         pass
     raise GraphQLError(f"`{cursor}` does not appear to be a valid cursor.", "INVALID_CURSOR_ARGUMENTS")
+
+
+def bot_fields() -> dict[str, FieldDef]:
+    """A GitHub App's bot as an Actor: GraphQL names it by the App's slug, without REST's `[bot]`."""
+
+    def slug(login: str) -> str:
+        return login.removesuffix("[bot]")
+
+    return {
+        "id": FieldDef("ID!", lambda login, args, context: f"BOT_sandbox_{slug(login)}"),
+        "login": FieldDef("String!", lambda login, args, context: slug(login)),
+        "url": FieldDef("URI!", lambda login, args, context: f"{context.state.web_url}/apps/{slug(login)}"),
+        "resourcePath": FieldDef("URI!", lambda login, args, context: f"/apps/{slug(login)}"),
+        "avatarUrl": FieldDef("URI!", lambda login, args, context: f"{context.state.web_url}/apps/{slug(login)}.png",
+                              {"size": Arg("Int")}),
+    }
 
 
 def actor_fields() -> dict[str, FieldDef]:

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +23,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from asm.sandbox import github_payloads as payloads
 from asm.sandbox.github_api import GitHubApi, Reply, Request
+from asm.sandbox.github_api_apps import caller
+from asm.sandbox.github_limits import body_bytes, etag, holder, matches
 from asm.sandbox.github_records import DOCS_URL, ApiError, Failure
 from asm.sandbox.github_state import GitHubState
 
@@ -31,6 +34,9 @@ SECONDARY_RATE_LIMIT = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
     "If you reach out to GitHub Support for help, please include the request ID sandbox."
 )
+
+
+RATE_LIMIT_HINT = "If you reach out to GitHub Support for help, please include the request ID sandbox."
 
 
 def _error(status: int, message: str, errors: tuple[dict[str, str] | str, ...] = ()) -> dict[str, Any]:
@@ -79,11 +85,11 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply.body, str):  # a job's log, served as GitHub's log storage serves it
             data, kind = reply.body.encode(), "text/plain; charset=utf-8"
         else:
-            data = b"" if reply.body is None else json.dumps(reply.body).encode()
+            data = body_bytes(reply.body)
         self.send_response(reply.status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
-        for name, value in {**payloads.rate_limit_headers(), **reply.headers}.items():
+        for name, value in {**payloads.STATIC_HEADERS, **reply.headers}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
@@ -103,14 +109,38 @@ class _Handler(BaseHTTPRequestHandler):
             return self._dispatch(GitHubApi(state).dispatch_public, Request(self.command, parts.path, query, None,
                                                                              api, ""))
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-        actor = state.user_for_token(token.strip()) if scheme.lower() in ("token", "bearer") else None
-        if actor is None:
+        try:  # a person's token, an installation's (its App's bot), or an App's JWT (github_api_apps)
+            who = caller(state, token.strip() if scheme.lower() in ("token", "bearer") else "")
+        except ApiError as refused:  # a JWT GitHub would not take: GitHub says why
+            return Reply(refused.status, _error(refused.status, refused.message))
+        if who is None:
             return Reply(401, _error(401, "Bad credentials"))
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
             return Reply(400, _error(400, "Problems parsing JSON"))
-        return self._dispatch(GitHubApi(state).dispatch, Request(self.command, parts.path, query, body, api, actor))
+        request = Request(self.command, parts.path, query, body, api, who.actor, who.app_id, who.installation)
+        return self._metered(request, lambda: self._dispatch(GitHubApi(state).dispatch, request))
+
+    def _metered(self, request: Request, serve: Callable[[], Reply]) -> Reply:
+        """GitHub's primary rate limit around one request of a person's: refused once their budget is spent,
+        free when answered 304 to its `If-None-Match`, counted otherwise; every reply tells the budget."""
+        limits = self.server.state.limits
+        resource = "graphql" if request.path == "/graphql" else "core"
+        spender = holder(request.actor, request.installation)
+        if request.path == "/rate_limit":  # asking costs nothing, on GitHub too
+            return serve()
+        budget = limits.peek(spender, resource)
+        if budget.remaining == 0:
+            message = f"API rate limit exceeded for user ID {sum(request.actor.encode()) + 1}. {RATE_LIMIT_HINT}"
+            return Reply(403, _error(403, message), budget.headers())
+        reply = serve()
+        if request.method == "GET" and reply.status == 200 and not isinstance(reply.body, str):
+            tag = etag(body_bytes(reply.body), reply.headers.get("Link", ""))
+            if matches(self.headers.get("If-None-Match"), tag):
+                return Reply(304, None, {"ETag": tag, **limits.free(spender, resource, self.path).headers()})
+            reply = replace(reply, headers={**reply.headers, "ETag": tag})
+        return replace(reply, headers={**limits.spend(spender, resource).headers(), **reply.headers})
 
     def _dispatch(self, route: Callable[[Request], Reply], request: Request) -> Reply:
         try:

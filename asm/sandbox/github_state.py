@@ -16,13 +16,16 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asm.sandbox import github_git as git
+from asm.sandbox.github_apps import GitHubApps
 from asm.sandbox.github_checks import ChecksAndStatuses
 from asm.sandbox.github_clock import Clock
+from asm.sandbox.github_limits import RateLimits
 from asm.sandbox.github_people import BOT_LOGIN, HUMAN_LOGIN, People, association
 from asm.sandbox.github_records import (
     ApiError,
@@ -42,6 +45,9 @@ from asm.sandbox.github_records import (
     validation_failed,
 )
 from asm.sandbox.github_reviews import PullReviews
+
+if TYPE_CHECKING:
+    from asm.sandbox.github_hooks import Hooks
 
 __all__ = ["GitHubState", "IssueView", "PullView", "BOT_LOGIN", "HUMAN_LOGIN"]
 
@@ -94,6 +100,10 @@ class GitHubState(PullReviews, ChecksAndStatuses):
         self._failures: list[Failure] = []
         self._times: list[float] = []
         self._log_key = secrets.token_bytes(16)  # signs the log URLs of GitHub Actions jobs
+        self.limits = RateLimits(self.clock)  # each person's rate-limit budgets, and what was counted or free
+        self._touches = 0  # orders changes within one second, as GitHub's finer stamps do
+        self.hooks: Hooks | None = None  # told of every change, once webhooks are attached (github_hooks)
+        self.apps = GitHubApps(self)  # GitHub Apps, their installations and tokens (github_apps)
 
     # -- people and time (tests, demo) ---------------------------------------------------------
 
@@ -142,8 +152,13 @@ class GitHubState(PullReviews, ChecksAndStatuses):
 
     # -- seeding and inspection (tests, demo) --------------------------------------------------
 
-    def create_repo(self, full_name: str, files: dict[str, str], default_branch: str = "main") -> None:
-        """A repo whose bare git repository holds `files` in one commit on `default_branch`."""
+    def create_repo(self, full_name: str, files: dict[str, str], default_branch: str = "main",
+                    with_git: bool = True) -> None:
+        """A repo whose bare git repository holds `files` in one commit on `default_branch`.
+
+        Without git (`with_git=False`) it has issues, labels and people but no content: quick to make by the
+        thousand, for what never clones or pushes (the bench's scan of a thousand repositories).
+        """
         owner, _, name = full_name.partition("/")
         if not owner or not name or "/" in name:
             raise ValueError(f"repository name must be owner/name, got {full_name!r}")
@@ -151,7 +166,8 @@ class GitHubState(PullReviews, ChecksAndStatuses):
             if full_name.lower() in self._repos:
                 raise ValueError(f"repository {full_name} already exists")
             path = self.root / owner / f"{name}.git"
-            git.init_bare(path, files, default_branch)
+            if with_git:
+                git.init_bare(path, files, default_branch)
             repo = Repo(self._new_id(), owner, name, default_branch, path, self.clock.iso())
             self._repos[full_name.lower()] = _RepoData(repo)
             self._people.grant(full_name, HUMAN_LOGIN, "admin")
@@ -315,15 +331,24 @@ class GitHubState(PullReviews, ChecksAndStatuses):
                 raise not_found()
             return record
 
-    def issue_records(self, full_name: str, state: str = "open", labels: Sequence[str] = ()) -> list[Issue]:
-        """Issues and pull requests in `state` carrying every one of `labels`, newest first."""
+    def issue_records(self, full_name: str, state: str = "open", labels: Sequence[str] = (),
+                      sort: str = "created") -> list[Issue]:
+        """Issues and pull requests in `state` carrying every one of `labels`, newest (or, by `sort`, most
+        recently updated, most commented) first."""
         wanted = {name.lower() for name in labels}
         with self._lock:
             records = list(self._data(full_name).issues.values())
         matching = [
             r for r in records if state in ("all", r.state) and wanted <= {name.lower() for name in r.labels}
         ]
-        return sorted(matching, key=lambda r: r.number, reverse=True)
+        orders: dict[str, Callable[[Issue], tuple[object, ...]]] = {
+            "created": lambda r: (r.number,),
+            "updated": lambda r: (r.updated_at, r.touched),
+            "comments": lambda r: (len(r.comments), r.number),
+        }
+        if sort not in orders:
+            raise validation_failed("Issue", "invalid", "sort")
+        return sorted(matching, key=orders[sort], reverse=True)
 
     def new_issue(self, full_name: str, title: str, body: str, labels: list[str], author: str) -> Issue:
         if not title:
@@ -335,7 +360,11 @@ class GitHubState(PullReviews, ChecksAndStatuses):
             record = Issue(self._new_id(), len(data.issues) + 1, title, body or "", author, now, now)
             # GitHub logs labels given at creation as `labeled` by the author, at that same moment.
             record = self._relabelled(full_name, record, labels, author, now)
+            self._touches += 1
+            record = replace(record, touched=self._touches)
             data.issues[record.number] = record
+            if self.hooks is not None:
+                self.hooks.issue_changed(full_name, None, record)
             return record
 
     def edit_issue(
@@ -419,6 +448,20 @@ class GitHubState(PullReviews, ChecksAndStatuses):
             and (not head or head.lower() == f"{repo.owner}:{r.pull.head}".lower())
             and (not base or base == r.pull.base)
         ]
+
+    def synchronize(self, full_name: str) -> None:
+        """Takes in pushes to open pull requests' branches as GitHub's `synchronize` does: the head moves and the
+        pull request counts as updated. Pushes reach the bare repository without the API, so this looks when asked."""
+        with self._lock:
+            open_pulls = [r for r in self._data(full_name).issues.values() if r.pull and r.state == "open"]
+            if not open_pulls:
+                return
+            heads = self.branch_heads(full_name)
+            for record in open_pulls:
+                assert record.pull is not None  # filtered above
+                tip = heads.get(record.pull.head)
+                if tip and tip != record.pull.head_sha:
+                    self._store(full_name, replace(record, pull=replace(record.pull, head_sha=tip)))
 
     def pull_record(self, full_name: str, number: int) -> Issue:
         record = self.issue_record(full_name, number)
@@ -512,9 +555,14 @@ class GitHubState(PullReviews, ChecksAndStatuses):
             return self._next_id
 
     def _store(self, full_name: str, record: Issue) -> Issue:
-        record = replace(record, updated_at=self.clock.iso())
         with self._lock:
-            self._data(full_name).issues[record.number] = record
+            self._touches += 1
+            record = replace(record, updated_at=self.clock.iso(), touched=self._touches)
+            issues = self._data(full_name).issues
+            before = issues.get(record.number)
+            issues[record.number] = record
+            if self.hooks is not None:
+                self.hooks.issue_changed(full_name, before, record)
         return record
 
     def _log(self, record: Issue, event: str, actor: str, at: str, *, label: Label | None = None,
