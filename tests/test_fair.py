@@ -8,6 +8,7 @@ the room `release` sees in the queue is real; `take` is a worker slot coming fre
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -194,6 +195,26 @@ def test_what_cannot_be_sent_goes_back_to_the_head_of_its_line(redis_client: red
     assert fair.release(redis_client, Down(redis_client)) == []
     assert fair.waiting(redis_client) == {"acme/one": 2}
     assert fair.release(redis_client, broker) == [IssueRef("acme/one", 2)]
+
+
+def test_a_run_taken_out_of_its_line_by_a_process_that_died_before_sending_it_waits_again(
+        redis_client: redis.Redis) -> None:
+    class Killed(Broker):  # the process dies between taking the run out of its line and sending it
+        def send_task(self, name: str, args: list[object], task_id: str, countdown: float | None,
+                      priority: int | None = None) -> object:
+            raise SystemExit("killed")
+
+    broker = Broker(redis_client)
+    queue(redis_client, broker, "acme/one", 2)  # the first in Celery, the second in its line
+    redis_client.delete(*celery_queue_lists())  # a worker took the first
+    with pytest.raises(SystemExit):
+        fair.release(redis_client, Killed(redis_client))
+    assert fair.waiting(redis_client) == {} and redis_client.zcard(fair.SENDING) == 1
+    assert fair.release(redis_client, broker) == [], "a send may still be under way: left alone for a while"
+    [member] = redis_client.zrange(fair.SENDING, 0, -1)
+    redis_client.zadd(fair.SENDING, {member: time.time() - fair.SENDING_GRACE_SECONDS - 1})  # that while passed
+    assert fair.release(redis_client, broker) == [IssueRef("acme/one", 2)]
+    assert redis_client.zcard(fair.SENDING) == 0
 
 
 def test_a_pull_request_s_follow_up_is_released_as_its_own_task(redis_client: redis.Redis) -> None:

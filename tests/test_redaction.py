@@ -208,3 +208,11 @@ def test_a_clean_record_is_left_as_it_was() -> None:
     logger, stream = logged(ALL)
     logger.info("issue %s#%d claimed", "acme/shop", 7)
     assert stream.getvalue() == "INFO issue acme/shop#7 claimed\n"
+
+
+def test_anything_shaped_like_a_github_token_is_redacted_even_when_minted_after_the_secrets_were_fixed() -> None:
+    installation = "ghs_" + "x1Y2" * 9  # a GitHub App's installation token, minted while the worker runs
+    fine_grained = "github_pat_" + "A1_b" * 10
+    said = redact(f"push with {installation} failed; also {fine_grained}.", ())
+    assert installation not in said and fine_grained not in said and said.count(REDACTED) == 2
+    assert redact("ghs_short is not a token", ()) == "ghs_short is not a token"

@@ -21,8 +21,9 @@ does sit in the Celery queue at once (a scan, a retry after the model's rest, a 
 after a worker died) is taken in the same order.
 
 Releases happen when a run is queued, when a worker takes a run and when it ends, when a worker
-starts, and after every scan (the safety net: a message lost between the line and Celery costs at
-most one scan interval). Nothing is released while the fleet is held.
+starts, and after every scan. A run taken out of its line is kept in SENDING until its message is
+sent: a process that dies in between leaves it there, and a release after SENDING_GRACE_SECONDS puts
+it back at the head of its line. Nothing is released while the fleet is held.
 
 Runs per repository are counted in Redis by the claims themselves: a repository's running set holds
 issue keys, each counted while its claim key exists (or for ADMIT_GRACE_SECONDS after it was let in,
@@ -80,6 +81,10 @@ PASSES = PREFIX + "fair:pass"  # hash: repo -> its pass (how far its turns have 
 CLOCK = PREFIX + "fair:clock"  # the pass of the last repository served: where a returning one rejoins
 RUNS = PREFIX + "fair:runs:"  # + repo: sorted set of issue keys running (or about to), by when they were let in
 CONFIG = PREFIX + "fair:config"  # hash: "limit" and "weight:<repo>", as the fleet published them
+# Sorted set of line members taken out of their line and not yet sent to Celery, by when: a process that dies
+# in between leaves them here, and the next release puts them back at the head of their lines.
+SENDING = PREFIX + "fair:sending"
+SENDING_GRACE_SECONDS = 60  # far longer than a send takes: older ones were lost with their process
 CLAIMS = PREFIX + "claim:"  # asm.keys.IssueRef.claim_key, without the issue's key
 BAND = 1e12  # a score is priority * BAND + number (an issue) or + pass (a repository)
 
@@ -151,6 +156,7 @@ while room > 0 do
   local pass = tonumber(redis.call('HGET', '{PASSES}', pick) or '0')
   if head[1] then
     redis.call('ZREM', line, head[1])
+    redis.call('ZADD', '{SENDING}', now, head[1])
     redis.call('SET', '{CLOCK}', pass)
     pass = pass + 1 / tonumber(redis.call('HGET', '{CONFIG}', 'weight:' .. pick) or '1')
     redis.call('HSET', '{PASSES}', pick, pass)
@@ -238,25 +244,41 @@ def release(client: redis.Redis[bytes], sender: Sender) -> list[IssueRef]:
     try:
         if fleet_hold(client) is not None:
             return []
+        _recover_unsent(client)
         popped = client.register_script(_RELEASE)(keys=celery_queue_lists(), args=[AHEAD, ADMIT_GRACE_SECONDS])
     except redis.RedisError as problem:
         log.warning("could not release waiting runs (%s); the next run's end or scan will", problem)
         return []
-    picks = [(_member(popped[i]), int(popped[i + 1]), popped[i + 2]) for i in range(0, len(popped), 3)]
-    for index, ((issue, task), priority, marker) in enumerate(picks):
+    picks = [(_member(popped[i]), int(popped[i + 1]), popped[i + 2], popped[i]) for i in range(0, len(popped), 3)]
+    for index, ((issue, task), priority, marker, member) in enumerate(picks):
         task_id = json.loads(marker).get("task_id") if marker else None
         try:
             sender.send_task(task, args=[issue.repo, issue.number], task_id=task_id or _task_id(issue),
                              countdown=None, priority=CELERY_PRIORITY.get(priority, CELERY_PRIORITY[NORMAL]))
+            client.zrem(SENDING, member)
         except (redis.RedisError, KombuError, OSError) as problem:
             log.warning("could not send %s to the queue (%s); it waits for the next release", issue, problem)
             try:
-                for (unsent, unsent_task), unsent_priority, _ in picks[index:]:
+                for (unsent, unsent_task), unsent_priority, _, unsent_member in picks[index:]:
                     wait(client, unsent, unsent_task, unsent_priority, first=True)
+                    client.zrem(SENDING, unsent_member)
+                    leave(client, unsent)  # let in but never sent: it holds no place under the limit
             except redis.RedisError:
-                pass  # Redis is away too: the queued markers grow stale, and the scan queues them again
-            return [issue for (issue, _), _, _ in picks[:index]]
-    return [issue for (issue, _), _, _ in picks]
+                pass  # Redis is away too: the next release finds them among the unsent, or the scan queues them
+            return [issue for (issue, _), _, _, _ in picks[:index]]
+    return [issue for (issue, _), _, _, _ in picks]
+
+
+def _recover_unsent(client: redis.Redis[bytes]) -> None:
+    """Put back at the head of their lines the runs a process took out and died before sending."""
+    stale = client.zrangebyscore(SENDING, 0, time.time() - SENDING_GRACE_SECONDS)
+    for member in stale:
+        if client.zrem(SENDING, member):  # only one releaser puts each back
+            issue, task = _member(member)
+            marker = client.hget(QUEUED, issue.key)
+            wait_again(client, issue, task, marker.decode() if marker else None)
+            leave(client, issue)
+            log.warning("%s was taken out of its line but never sent (its process died): it waits again", issue)
 
 
 def _member(raw: bytes) -> tuple[IssueRef, str]:

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
+# GitHub's token formats: ghp_ (personal), gho_ (OAuth), ghu_/ghs_ (App user and installation), ghr_ (refresh),
+# and fine-grained personal tokens.
+GITHUB_TOKEN_SHAPE = re.compile(r"\b(?:gh[opsur]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})\b")
 MIN_PLAIN = 4  # a shorter value is too common a string to be worth replacing
 MIN_ENCODED = 8  # below this an encoded form turns up in ordinary text by chance
 
@@ -103,8 +106,10 @@ class Secrets:
         return bool(self.values)
 
     def redact(self, text: str) -> str:
-        """text with every form of every secret replaced by [redacted]."""
-        return self._text.sub(REDACTED, text) if self._text else text
+        """text with every form of every secret replaced by [redacted], and anything shaped like a GitHub token
+        (a GitHub App's installation tokens are minted while the process runs, after its secrets were fixed)."""
+        text = self._text.sub(REDACTED, text) if self._text else text
+        return GITHUB_TOKEN_SHAPE.sub(REDACTED, text)
 
     def found_in(self, data: bytes | str) -> bool:
         """Whether any form of any secret occurs in data (file contents or a file name)."""

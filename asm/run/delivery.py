@@ -27,8 +27,11 @@ def deliver(deps: Deps, ref: IssueRef, worker: str, work: Callable[[Claim], Deli
     refused = deps.github.refuses(ref.repo, deps.settings.repos)
     if refused:
         # Tasks come through Redis: a forged or stale one must not point asm at another repository.
+        leave(deps.redis, ref)  # let in, but not run: it holds no place under the repository's limit
         return DeliveryResult(f"{ref}: refused, {ref.repo} {refused}", "refused")
     hold = fleet_hold(deps.redis)
+    if hold is not None:
+        leave(deps.redis, ref)
     if hold is not None and hold.paused:
         return DeliveryResult(f"{ref}: not started, {hold.reason}", "paused")
     if hold is not None:

@@ -22,6 +22,7 @@ from asm.conversation.quote import answers_text
 from asm.conversation.threads import Remark
 from asm.deps import Deps
 from asm.errors import AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
+from asm.fleet import probe
 from asm.fleet.claim import Claim
 from asm.fleet.hold import pause_fleet, rest_model
 from asm.github import IN_PROGRESS, NEEDS_CLARIFICATION, IssueInfo, PullInfo, RepoInfo
@@ -148,6 +149,8 @@ class IssueRun:
             if latest is not None:
                 self.answered_by = ", ".join(sorted({f"@{answer.author}" for answer in latest.answers}))
                 return None
+            # Queued as answered, it is not (any more): the scan reads the repository whole next time.
+            probe.forget(self.deps.redis, self.issue.repo)
         done = sorted(labels & set(FINAL_LABELS))
         if done and self.settings.ready_label not in labels:
             if IN_PROGRESS in labels:  # an ending whose last label change was cut short

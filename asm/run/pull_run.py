@@ -22,6 +22,7 @@ from asm.conversation.quote import checks_text, diff_text, remarks_text
 from asm.conversation.threads import PullThread
 from asm.deps import Deps
 from asm.errors import AlreadyClaimed, AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
+from asm.fleet import probe
 from asm.fleet.claim import Claim
 from asm.fleet.hold import pause_fleet, rest_model
 from asm.fleet.queue import PROCESS_PULL
@@ -102,6 +103,8 @@ class FollowUpRun:
         trusted = trusted_people(self.github, self.pull.repo, self.settings.trusted_permission)
         ask = follow_up(thread, self.github.whoami(), self.settings.mention, trusted, self.settings.max_ci_fixes)
         if ask is None:
+            # What the scan remembered of the repository said otherwise: read it whole next time, not replay it.
+            probe.forget(self.deps.redis, self.pull.repo)
             return DeliveryResult(f"{self.pull}: skipped, nothing asked of asm on it", "skipped")
         if ask.kind == "ci-stop":
             checks = ", ".join(f"`{strip_invisible(check.name)}`" for check in ask.checks)

@@ -100,8 +100,9 @@ def look(github: GitHub, client: redis.Redis[bytes], sender: Sender, settings: S
     came of it, in one line."""
     ref = target.ref
     client.delete(looking_key(ref))  # from now on, news of it queues another look
-    if ref.repo.lower() not in {repo.lower() for repo in settings.repos}:
-        return f"{ref}: refused, {ref.repo} is not in ASM_REPOS"
+    refused = github.refuses(ref.repo, settings.repos)  # as a delivery of a run refuses: ASM_REPOS, or the App's
+    if refused:
+        return f"{ref}: refused, {ref.repo} {refused}"
     hold = fleet_hold(client)
     if hold is not None:
         return f"{ref}: nothing queued, {hold.reason}"

@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own cap on a payload
 READ_SECONDS = 20.0  # the whole body; GitHub gives up on a delivery after 10 s
 SOCKET_SECONDS = 10.0  # any one read or write
-MAX_AT_ONCE = 32  # deliveries read at once (each may hold up to 25 MB); more are told to come back (503)
+# Deliveries read at once, each up to 25 MB held before its signature can be checked (so up to 200 MB for
+# anyone who can reach the server): more are told to come back (503), and the scan finds what they told.
+MAX_AT_ONCE = 8
 DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 CHUNK = 64 * 1024
 # After refusing a body unread, what is drained (and dropped) before closing, so the sender reads the answer
@@ -113,6 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (redis.RedisError, kombu.exceptions.KombuError, OSError) as problem:
             log.error("delivery %s (%s) not queued: %s", delivery, event, type(problem).__name__)
             answer = Answer(503, "the queue cannot be reached; deliver again later")
+        except Exception as problem:  # GitHub must hear an answer, whatever broke; its id was forgotten
+            log.error("delivery %s (%s) not queued: %s inside asm", delivery, event, type(problem).__name__)
+            answer = Answer(500, "not queued: an error inside asm; deliver again later")
         self._answer(answer, event, delivery)
 
     def _take(self, event: str, delivery: str, payload: Mapping[str, Any]) -> Answer:
