@@ -457,13 +457,14 @@ HOSTILE_SHAPES = {
 @pytest.mark.parametrize("shape", HOSTILE_SHAPES.values(), ids=HOSTILE_SHAPES.keys())
 def test_hostile_shapes_take_time_in_proportion_to_their_size(shape: str) -> None:
     # Ratios measured in one run, not wall-clock limits: four times the text may not cost sixteen times.
-    def best_of_three(text: str) -> float:
+    def best_of_five(text: str) -> float:  # the best of several: a shared machine's pauses fall on some, not all
         timings = []
-        for _ in range(3):
+        for _ in range(5):
             started = time.perf_counter()
             sanitize(text)
             timings.append(time.perf_counter() - started)
         return min(timings)
 
-    small, big = best_of_three(shape[:16384]), best_of_three(shape[:65536])
-    assert big / max(small, 0.002) < 10
+    small, big = best_of_five(shape[:16384]), best_of_five(shape[:65536])
+    # A floor of a few milliseconds: below it a timer's and a scheduler's noise are the ratio.
+    assert big / max(small, 0.004) < 10

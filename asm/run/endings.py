@@ -75,22 +75,29 @@ MODEL_UNAVAILABLE = Ending(None, "the model API is unavailable right now ({error
                        summary="given back, model unavailable, retry in {rest:.0f}s", requeue=True)
 FLEET_PAUSED = Ending(None, "", summary="given back, fleet paused: {error}")
 
-# The errors that end a run on their own, most specific first: each with the ending it gets.
-ERROR_ENDINGS: tuple[tuple[type[Exception], Ending], ...] = (
-    (BudgetExceeded, SPEND_CAP),
-    (TurnLimitReached, OUT_OF_TURNS),
-    (SecretInChange, SECRET),
-    (TimeLimitReached, TIME_LIMIT),
-    (ModelRefused, MODEL_REFUSED),
-    (AsmError, FAILED),
+# The errors that end a run on their own, most specific first, each named for the ending it gets; an issue's
+# run and a follow-up on its pull request each have their own words for them.
+ERROR_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (BudgetExceeded, "spend cap"),
+    (TurnLimitReached, "out of turns"),
+    (SecretInChange, "secret"),
+    (TimeLimitReached, "time limit"),
+    (ModelRefused, "model refused"),
+    (AsmError, "failed"),
 )
+ERROR_ENDINGS = {"spend cap": SPEND_CAP, "out of turns": OUT_OF_TURNS, "secret": SECRET, "time limit": TIME_LIMIT,
+                 "model refused": MODEL_REFUSED, "failed": FAILED, "internal": INTERNAL_ERROR}
 # What the team's verdict ends in, when it is not an approval.
 VERDICT_ENDINGS = {"clarification": QUESTIONS, "rejected": REJECTED, "exhausted": EXHAUSTED}
 
 
+def error_kind(error: Exception) -> str:
+    """Which ending an error that stopped a run gets; an error asm did not mean is an internal one."""
+    return next((name for kind, name in ERROR_KINDS if isinstance(error, kind)), "internal")
+
+
 def ending_for(error: Exception) -> Ending:
-    """The ending an error that stopped the run gets; an error asm did not mean is an internal one."""
-    return next((ending for kind, ending in ERROR_ENDINGS if isinstance(error, kind)), INTERNAL_ERROR)
+    return ERROR_ENDINGS[error_kind(error)]
 
 
 @dataclass(frozen=True)

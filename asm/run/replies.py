@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from asm.conversation.markers import mark
 from asm.conversation.threads import Remark
-from asm.errors import AsmError, BudgetExceeded, ModelRefused, SecretInChange, TimeLimitReached, TurnLimitReached
 from asm.github import COMMENT_PREFIX
 from asm.guard.sanitize import strip_invisible
 from asm.observe.display import duration_text
+from asm.run.endings import error_kind
 from asm.spend.cost import Usage
 from asm.spend.ledger import Spend
 
@@ -65,19 +65,14 @@ FAILED = FollowUpEnding("ai-failed", "could not finish this request; {pushed}.",
 INTERNAL_ERROR = FollowUpEnding("ai-failed", "failed because of an internal error; {pushed}.",
                                 "`{kind}` inside asm; the worker's log has the details. " + AGAIN)
 
-ERROR_ENDINGS: tuple[tuple[type[Exception], FollowUpEnding], ...] = (
-    (BudgetExceeded, SPEND_CAP),
-    (TurnLimitReached, OUT_OF_TURNS),
-    (SecretInChange, SECRET),
-    (TimeLimitReached, TIME_LIMIT),
-    (ModelRefused, MODEL_REFUSED),
-    (AsmError, FAILED),
-)
+# The same kinds of error as an issue's run (asm.run.endings.ERROR_KINDS), in a follow-up's words.
+ERROR_ENDINGS = {"spend cap": SPEND_CAP, "out of turns": OUT_OF_TURNS, "secret": SECRET, "time limit": TIME_LIMIT,
+                 "model refused": MODEL_REFUSED, "failed": FAILED, "internal": INTERNAL_ERROR}
 VERDICT_ENDINGS = {"clarification": QUESTIONS, "rejected": REJECTED, "exhausted": EXHAUSTED}
 
 
 def ending_for(error: Exception) -> FollowUpEnding:
-    return next((ending for kind, ending in ERROR_ENDINGS if isinstance(error, kind)), INTERNAL_ERROR)
+    return ERROR_ENDINGS[error_kind(error)]
 
 
 def spent_since(before: Spend, after: Spend) -> Spend:
