@@ -47,6 +47,11 @@ class RepositoryInstructions:
         return cls(lambda path: workspaces.show(checkout, commit, path, READ_BYTES),
                    workspaces.paths_named(checkout, commit, NESTED_NAME))
 
+    @property
+    def nested(self) -> bool:
+        """Whether the repository has AGENTS.md files below its root: only then do the changed paths matter."""
+        return bool(self._nested)
+
     def nearer(self, changed: Iterable[str]) -> list[str]:
         """The nested AGENTS.md files of the directories above the `changed` paths, shallowest first."""
         wanted: set[str] = set()

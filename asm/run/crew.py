@@ -46,6 +46,9 @@ def instructions_for(deps: Deps, checkout: Checkout, default_branch: str,
     repository."""
     instructions = RepositoryInstructions.at(deps.workspaces, checkout, f"refs/heads/{default_branch}")
     tag = f"instructions-{secrets.token_hex(6)}"  # a fence the files cannot close
+    if not instructions.nested:  # the same text for every step: no look into the tree (a sandbox run) per step
+        text = instructions.text((), tag)
+        return lambda: text
     return lambda: instructions.text([*changed_before, *deps.workspaces.changed_in_tree(checkout)], tag)
 
 
