@@ -65,7 +65,10 @@ def test_each_ready_issue_becomes_one_pull_request_with_its_change(fleet: Sandbo
         issue = fleet.github.issue(repo, number)
         assert issue.labels == ("in-review",)
         assert "picked up" in issue.comments[0] and pull.html_url in issue.comments[-1]
-    runs = [r for r in read_history(client) if r["issue"].startswith(repo)]
+    wanted = {IssueRef(repo, number).key for number in numbers}
+    # The end label is set before the run's record is written: wait for the records too.
+    assert wait_for(lambda: wanted <= {r["issue"] for r in read_history(client)}, SETTLE_TIMEOUT)
+    runs = [r for r in read_history(client) if r["issue"] in wanted]
     assert len({r["worker"] for r in runs}) >= 2, "three slots should have shared five issues"
 
 

@@ -43,8 +43,15 @@ def run(fleet: Sandbox, client: redis.Redis, repo: str, numbers: list[int]) -> l
 
     for number in numbers:
         assert enqueue(client, app, IssueRef(repo, number), by="test", stale_after=600)
-    assert wait_for(lambda: fleet.settled(repo, numbers), 120), fleet.workers[0].log()[-3000:]
-    return [r for r in read_history(client) if r["issue"].startswith(repo + "#")]
+    wanted = {IssueRef(repo, number).key for number in numbers}
+
+    def finished() -> list[dict]:
+        return [r for r in read_history(client) if r["issue"] in wanted]
+
+    # The end label is set before the run's record is written: wait for both, or the last run may be missing.
+    assert wait_for(lambda: fleet.settled(repo, numbers) and len(finished()) >= len(numbers), 120), \
+        fleet.workers[0].log()[-3000:]
+    return finished()
 
 
 def overlap(runs: list[dict]) -> float:

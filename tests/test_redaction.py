@@ -156,12 +156,20 @@ def test_file_contents_and_names_are_scanned_as_bytes_or_text() -> None:
     assert not SECRETS.found_in(b"\x00\x01binary\xff\xfe without secrets")
 
 
-def test_megabytes_are_fast() -> None:
-    text = (DESIGN.read_text() * 400)[:4_000_000] + TOKEN
-    started = time.perf_counter()
-    cleaned = redact(text, ALL)
-    assert time.perf_counter() - started < 2.0
-    assert cleaned.endswith(REDACTED)
+def test_megabytes_take_time_in_proportion_to_their_size() -> None:
+    # A ratio measured in one run, not a wall-clock limit: four times the text may not cost ten times.
+    def best_of_three(text: str) -> float:  # the best of several: a shared machine's pauses fall on some, not all
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            cleaned = redact(text, ALL)
+            timings.append(time.perf_counter() - started)
+            assert cleaned.endswith(REDACTED)
+        return min(timings)
+
+    prose = DESIGN.read_text() * 400
+    small, big = best_of_three(prose[:1_000_000] + TOKEN), best_of_three(prose[:4_000_000] + TOKEN)
+    assert big / small < 10
 
 
 def test_redact_takes_any_iterable_and_keeps_its_signature() -> None:

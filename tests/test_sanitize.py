@@ -445,7 +445,8 @@ def test_deliberately_deep_nesting_is_withheld_rather_than_half_cleaned() -> Non
 
 HOSTILE_SHAPES = {
     "open tags": "<a " * 20000, "image openers": "![" * 30000, "quoted link tails": '](x "' * 12000,
-    "parenthesised link tails": "](x (" * 12000, "backtick runs": "` `` ``` " * 7000, "comment openers": "<!--" * 15000,
+    "parenthesised link tails": "](x (" * 12000, "backtick runs": "` `` ``` " * 7000,
+    "a word of backticks": "a`b`" * 20000, "comment openers": "<!--" * 15000,
     "titled tags": '<span title="x">' * 4000, "hidden elements": "<div hidden>" * 5000,
     "definitions": "[a]: b\n" * 8000 + "[a] " * 1000, "references": "&#x200B;&amp;" * 5000,
     "invisibles": "x\u200b" * 30000, "open quotes": '<a title="' * 10000,

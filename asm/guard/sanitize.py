@@ -16,6 +16,7 @@ One module on purpose (past the usual size): every step shares the same view of 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
 import html.entities
@@ -307,6 +308,7 @@ def _code_spans(lines: list[str], hold: Callable[[str], str]) -> list[str]:
 
 def _line_spans(line: str) -> list[tuple[int, int]] | None:
     spans, i = [], 0
+    autolinked: list[tuple[int, int]] | None = None  # found at the line's first backtick, once
     while m := _INLINE_SPECIAL.search(line, i):
         i, char = m.start(), m.group()
         if char == "\\":
@@ -315,7 +317,9 @@ def _line_spans(line: str) -> list[tuple[int, int]] | None:
             run_match = _RUN.match(line, i)
             assert run_match is not None  # a backtick is at i
             run = len(run_match.group())
-            if _autolink_reaches(line, i):
+            if autolinked is None:
+                autolinked = _autolinked(line)
+            if _reaches(autolinked, i):
                 return None
             j = i + run
             while (close := _RUN.search(line, j)) and len(close.group()) != run:
@@ -345,10 +349,27 @@ def _line_spans(line: str) -> list[tuple[int, int]] | None:
     return spans
 
 
-def _autolink_reaches(line: str, run_at: int) -> bool:
-    """GitHub links bare URLs to the next space, backticks and all."""
-    token = line[max(line.rfind(" ", 0, run_at), line.rfind("\t", 0, run_at)) + 1:run_at]
-    return "www." in token.lower() or "://" in token or "@" in token
+_LINK_MARK = re.compile(r"www\.|://|@", re.I)
+_BLANK = re.compile(r"[ \t]")
+
+
+def _autolinked(line: str) -> list[tuple[int, int]]:
+    """Where GitHub would link a bare URL or address: from just after its first `www.`, `://` or `@` to the
+    next space or tab, backticks and all. Found in one pass: looking back from every backtick run for
+    its word's start would cost the line's length per run."""
+    zones: list[tuple[int, int]] = []
+    for mark in _LINK_MARK.finditer(line):
+        if zones and mark.start() < zones[-1][1]:
+            continue  # within a word already linked
+        blank = _BLANK.search(line, mark.end())
+        zones.append((mark.end(), blank.start() if blank else len(line)))
+    return zones
+
+
+def _reaches(zones: list[tuple[int, int]], at: int) -> bool:
+    """Whether a backtick at `at` is inside a linked word, after its mark."""
+    index = bisect.bisect_right(zones, at, key=lambda zone: zone[0]) - 1
+    return index >= 0 and zones[index][0] <= at < zones[index][1]
 
 
 # A link tail up to its closing ')': quoted titles whole, one level of parentheses, escapes skipped.
