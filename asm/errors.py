@@ -67,6 +67,14 @@ class WorkspaceError(AsmError):
     """A git operation on the workspace failed (clone, commit, push)."""
 
 
+class BranchMoved(WorkspaceError):
+    """The remote branch is not where the run found it: someone pushed meanwhile, and asm never overwrites that."""
+
+    def __init__(self, branch: str, now: str | None) -> None:
+        super().__init__(f"`{branch}` moved to {(now or 'a deletion')[:12]} while the run worked")
+        self.branch, self.now = branch, now
+
+
 class GitHubError(AsmError):
     """GitHub refused or failed a request after retries."""
 

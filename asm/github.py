@@ -443,20 +443,29 @@ class GitHub:
 
     def find_pull(self, ref: IssueRef) -> PullInfo | None:
         """The open pull request from the issue's branch, if one exists."""
-        pulls = self._repo(ref.repo).get_pulls(state="open", head=f"{ref.owner}:{ref.branch}")
-        for pull in pulls:
-            return _pull_info(pull)
-        return None
+        pull = self._open_pull_of(ref)
+        return _pull_info(pull) if pull is not None else None
+
+    def _open_pull_of(self, ref: IssueRef) -> github.PullRequest.PullRequest | None:
+        return next(iter(self._repo(ref.repo).get_pulls(state="open", head=f"{ref.owner}:{ref.branch}")), None)
 
     def open_pull(self, ref: IssueRef, title: str, body: str, base: str) -> PullInfo:
-        """Open the pull request; if one already exists for the branch (a retried run), return that one."""
+        """Open the pull request; if one already exists for the branch (a retried run, or the issue labelled ready
+        again), that one, now describing the change the branch holds, when it is asm's."""
         try:
             return _pull_info(self._repo(ref.repo).create_pull(title=title, body=body, head=ref.branch, base=base))
         except GithubException as error:
             if error.status == 422:
-                existing = self.find_pull(ref)
+                existing = self._open_pull_of(ref)
                 if existing is not None:
-                    return existing
+                    # Its body is asm's memory of what it pushed: it must name the commit the branch now holds.
+                    if existing.user.login == self.whoami():
+                        try:
+                            existing.edit(title=title, body=body)
+                        except GithubException as refused:
+                            log.warning("could not describe the new change on pull request #%d of %s: %s",
+                                        existing.number, ref.repo, refused.status)
+                    return _pull_info(existing)
             raise GitHubError(f"could not open the pull request for {ref}: {error.status} {error.data}") from None
 
     def merge(self, ref: IssueRef, number: int) -> bool:

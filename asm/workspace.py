@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from asm.errors import SecretInChange, WorkspaceError
+from asm.errors import BranchMoved, SecretInChange, WorkspaceError
 from asm.github_auth import AUTHOR_EMAIL, AUTHOR_NAME, FixedToken, GitCredentials
 from asm.guard.jail import SCRATCH, Jail, Limits, prepare, tool_environment
 from asm.guard.redaction import Secrets
@@ -55,6 +55,9 @@ SWITCH_SECONDS = 120
 EXTRACT_COMMAND = ("git add --all --ignore-errors . >/dev/null 2>&1; git diff --cached --binary --full-index "
                    "--no-color --no-ext-diff --no-textconv --no-renames {base}")
 GITLINK = "160000"  # a nested repository's entry: never part of a change asm pushes
+# Commits of a branch a new run would replace that are read for their authors: past this many, a branch is
+# someone's work whatever the rest are.
+FOREIGN_COMMITS_READ = 500
 SHOW_MAX_BYTES = 1 << 20  # read from a commit: more of a file than anyone gives a model or runs as a script
 # Run inside the sandbox, in the agents' tree: the names of what they changed since the base (committed or
 # not) and what they added, NUL-separated. GIT_OPTIONAL_LOCKS=0: a look must not rewrite their index.
@@ -345,12 +348,39 @@ class Workspaces:
             raise SecretInChange(f"the change writes one of asm's own secrets into {named}; nothing was pushed. "
                                  "The files are named here, the secret is not.")
 
-    def push(self, checkout: Checkout, clone_url: str, force: bool = True) -> None:
-        """Push the issue branch from asm's repository. Forced, it replaces what an interrupted attempt pushed;
-        not forced (a follow-up's new commit on the pull request), git refuses to drop anyone's commits."""
+    def push(self, checkout: Checkout, clone_url: str) -> None:
+        """Push the branch's new commit on top of the remote branch (a follow-up on a pull request): git
+        refuses to drop anyone's commits."""
         ref = f"refs/heads/{checkout.branch}"
-        self._git("push", "--quiet", *(["--force"] if force else []), clone_url, f"{ref}:{ref}", cwd=checkout.repo,
-                  remote=clone_url)
+        self._git("push", "--quiet", clone_url, f"{ref}:{ref}", cwd=checkout.repo, remote=clone_url)
+
+    def replace(self, checkout: Checkout, clone_url: str, tip: str | None) -> None:
+        """Make the remote branch asm's new commit, in place of `tip` (None: the branch must not exist yet),
+        which `foreign_commits` found to hold nothing but asm's own work. BranchMoved, and nothing pushed,
+        when the branch is no longer at `tip`: someone pushed while the team worked."""
+        ref = f"refs/heads/{checkout.branch}"
+        try:
+            self._git("push", "--quiet", f"--force-with-lease={ref}:{tip or ''}", clone_url, f"{ref}:{ref}",
+                      cwd=checkout.repo, remote=clone_url)
+        except WorkspaceError:
+            now = self.remote_branch_sha(clone_url, checkout.branch)
+            if now != tip:
+                raise BranchMoved(checkout.branch, now) from None
+            raise
+
+    def foreign_commits(self, checkout: Checkout, clone_url: str, tip: str) -> list[str]:
+        """The commits the remote branch has at `tip`, beyond the base, that asm did not both write and
+        commit (a person's, or one made on GitHub): a new run must not replace them."""
+        if not self._has_commit(checkout.repo, tip):  # pushed since the mirror was fetched
+            self._git("fetch", "--quiet", clone_url, f"refs/heads/{checkout.branch}", cwd=checkout.repo,
+                      remote=clone_url)
+        if not self._has_commit(checkout.repo, tip):
+            raise BranchMoved(checkout.branch, self.remote_branch_sha(clone_url, checkout.branch))
+        _, email = self.credentials.git_identity()
+        listed = self._git("log", f"--max-count={FOREIGN_COMMITS_READ}", "--format=%H%x00%ae%x00%ce", tip, "--not",
+                           checkout.base_sha, cwd=checkout.repo)
+        return [sha for sha, author, committer in (line.split("\0") for line in listed.splitlines())
+                if (author, committer) != (email, email)]
 
     def diff(self, checkout: Checkout, against: str, names_only: bool = False) -> str:
         """The change of the commit the workspace started from, against the branch `against` (a pull

@@ -5,6 +5,7 @@ has to die for, each asserted on GitHub and in Redis."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Mapping
 
 import pytest
@@ -186,3 +187,79 @@ def test_the_pull_request_ends_with_a_collapsed_report_of_each_role_step_adding_
     assert all(row[6].endswith("s") for row in rows)
     assert f"- **Architect** (round 1): Implemented `{solution.function}` in {solution.module_path}" in body
     assert "- **Product Owner** (round 2): " in body
+
+
+# -- labelled ready again under its pull request: asm's own commits are rebuilt, nobody else's are dropped ------
+
+
+def push_as_a_person(sandbox: Sandbox, branch: str, where) -> str:
+    """A commit by someone other than asm on `branch`, pushed straight to the repository; its sha."""
+    env = {"GIT_AUTHOR_NAME": "Pat", "GIT_AUTHOR_EMAIL": "pat@example.invalid", "GIT_COMMITTER_NAME": "Pat",
+           "GIT_COMMITTER_EMAIL": "pat@example.invalid", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "clone", "-q", "-b", branch, str(sandbox.github.repo(REPO).path), str(where)], check=True,
+                   env=env)
+    (where / "NOTES.md").write_text("a person's work\n")
+    for command in (["add", "NOTES.md"], ["commit", "-qm", "mine"], ["push", "-q", "origin", branch]):
+        subprocess.run(["git", *command], cwd=where, check=True, env=env)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, check=True, env=env, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_labelled_ready_again_over_asms_own_commits_the_branch_is_rebuilt_and_its_pull_request_says_so(
+        sandbox: Sandbox, work_issue, tmp_path) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+    work_issue(REPO, number)
+    [pull] = sandbox.github.pulls(REPO)
+    first = sandbox.github.branch_sha(REPO, pull.head)
+    push_as_a_person(sandbox, "main", tmp_path / "main")  # the default branch moves on: the rebuild starts there
+    sandbox.github.set_labels(REPO, number, ["ready-for-dev"])
+
+    result, _ = work_issue(REPO, number)
+
+    assert result.outcome == "in-review"
+    rebuilt = sandbox.github.branch_sha(REPO, pull.head)
+    assert rebuilt != first
+    [again] = sandbox.github.pulls(REPO)  # the same pull request, describing the commit it now holds
+    assert again.number == pull.number and rebuilt in again.body and first not in again.body
+
+
+def test_labelled_ready_again_over_a_persons_commit_nothing_runs_and_nothing_is_replaced(
+        sandbox: Sandbox, work_issue, tmp_path) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+    work_issue(REPO, number)
+    [pull] = sandbox.github.pulls(REPO)
+    theirs = push_as_a_person(sandbox, pull.head, tmp_path / "person")
+    sandbox.github.set_labels(REPO, number, ["ready-for-dev"])
+    calls = sandbox.model.calls
+
+    result, _ = work_issue(REPO, number)
+
+    assert result.outcome == "ai-failed" and "others' commits" in result.summary
+    assert sandbox.model.calls == calls, "refused before the team started"
+    assert sandbox.github.branch_sha(REPO, pull.head) == theirs
+    issue = sandbox.github.issue(REPO, number)
+    assert issue.labels == ("ai-failed",)
+    assert theirs[:12] in issue.comments[-1] and "never drops anyone's commits" in issue.comments[-1]
+
+
+def test_a_person_pushing_while_the_team_works_keeps_their_commit_and_the_run_says_so(
+        sandbox: Sandbox, work_issue, tmp_path) -> None:
+    sandbox.create_repo(REPO)
+    [number] = sandbox.add_sample_issues(1)
+    work_issue(REPO, number)
+    [pull] = sandbox.github.pulls(REPO)
+    sandbox.github.set_labels(REPO, number, ["ready-for-dev"])
+    pushed: list[str] = []
+
+    def push_once(progress: Progress) -> None:  # after the run looked at the branch, before it pushes
+        if progress.stage == "tester" and not pushed:
+            pushed.append(push_as_a_person(sandbox, pull.head, tmp_path / "person"))
+
+    result, _ = work_issue(REPO, number, on_progress=push_once)
+
+    assert result.outcome == "ai-failed"
+    assert sandbox.github.branch_sha(REPO, pull.head) == pushed[0]
+    comment = sandbox.github.issue(REPO, number).comments[-1]
+    assert "nothing was pushed" in comment and pushed[0][:12] in comment

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from asm.errors import SecretInChange, WorkspaceError
+from asm.errors import BranchMoved, SecretInChange, WorkspaceError
 from asm.guard.jail import Jail, tool_environment
 from asm.guard.redaction import Secrets
 from asm.keys import IssueRef
@@ -271,19 +271,75 @@ def test_commit_twice_keeps_one_commit_with_the_whole_change(workspaces: Workspa
     assert workspaces.changed_files(checkout) == ["x.txt", "y.txt"]
 
 
-def test_push_replaces_an_earlier_attempt(workspaces: Workspaces, clone_url: str, state: GitHubState) -> None:
+def a_person_pushes(state: GitHubState, branch: str, where: Path) -> str:
+    """A commit by someone other than asm on `branch`, pushed as a person would; its sha."""
+    git("clone", "--quiet", "-b", branch, str(state.repo(REPO).path), str(where))
+    (where / "theirs.txt").write_text("a person's work\n")
+    git("add", "theirs.txt", cwd=where)
+    git("commit", "--quiet", "-m", "mine", cwd=where)
+    git("push", "--quiet", "origin", branch, cwd=where)
+    return git("rev-parse", "HEAD", cwd=where).strip()
+
+
+def test_replace_takes_the_place_of_an_earlier_attempt_of_asms(workspaces: Workspaces, clone_url: str,
+                                                               state: GitHubState) -> None:
     first = workspaces.create("worker-1", ISSUE, clone_url, "main")
     agent(workspaces, first, "echo one > attempt.txt")
-    workspaces.commit(first, "attempt 1")
-    workspaces.push(first, clone_url)
+    earlier = workspaces.commit(first, "attempt 1")
+    workspaces.replace(first, clone_url, None)
 
     second = workspaces.create("worker-2", ISSUE, clone_url, "main")
     agent(workspaces, second, "echo two > attempt.txt")
     head = workspaces.commit(second, "attempt 2")
-    workspaces.push(second, clone_url)
+    assert workspaces.remote_branch_sha(clone_url, second.branch) == earlier
+    assert workspaces.foreign_commits(second, clone_url, earlier) == []
+    workspaces.replace(second, clone_url, earlier)
 
     assert state.file_at(REPO, "ai-feature/issue-4", "attempt.txt") == "two\n"
     assert state.branch_sha(REPO, "ai-feature/issue-4") == head
+
+
+def test_a_persons_commit_is_foreign_and_never_replaced(workspaces: Workspaces, clone_url: str, state: GitHubState,
+                                                        tmp_path: Path) -> None:
+    first = workspaces.create("worker-1", ISSUE, clone_url, "main")
+    agent(workspaces, first, "echo one > attempt.txt")
+    ours = workspaces.commit(first, "attempt 1")
+    workspaces.replace(first, clone_url, None)
+    second = workspaces.create("worker-2", ISSUE, clone_url, "main")  # its mirror is fresh: it lacks what follows
+    theirs = a_person_pushes(state, ISSUE.branch, tmp_path / "person")
+
+    assert workspaces.foreign_commits(second, clone_url, theirs) == [theirs]  # fetched: the mirror was behind
+    agent(workspaces, second, "echo two > attempt.txt")
+    workspaces.commit(second, "attempt 2")
+    with pytest.raises(BranchMoved) as moved:  # what the run saw was asm's own commit; the branch moved on
+        workspaces.replace(second, clone_url, ours)
+    assert moved.value.now == theirs
+    with pytest.raises(BranchMoved):  # and a run that found no branch never replaces one made meanwhile
+        workspaces.replace(second, clone_url, None)
+    with pytest.raises(WorkspaceError):  # a follow-up's plain push never drops a commit either
+        workspaces.push(second, clone_url)
+    assert state.branch_sha(REPO, ISSUE.branch) == theirs
+
+
+def test_a_commit_made_on_github_for_asm_is_not_asms(workspaces: Workspaces, clone_url: str, state: GitHubState,
+                                                     tmp_path: Path) -> None:
+    first = workspaces.create("worker-1", ISSUE, clone_url, "main")
+    agent(workspaces, first, "echo one > attempt.txt")
+    workspaces.commit(first, "attempt 1")
+    workspaces.replace(first, clone_url, None)
+    name, email = workspaces.credentials.git_identity()
+    where = tmp_path / "web"
+    git("clone", "--quiet", "-b", ISSUE.branch, str(state.repo(REPO).path), str(where))
+    # Written as asm (a suggestion accepted on GitHub keeps its author), committed by someone else.
+    subprocess.run(["git", "-c", f"user.name={name}", "-c", f"user.email={email}", "-c", "commit.gpgsign=false",
+                    "commit", "--quiet", "--allow-empty", "-m", "Apply suggestion"], cwd=where, check=True,
+                   env={"PATH": "/usr/bin:/bin", "GIT_COMMITTER_NAME": "GitHub",
+                        "GIT_COMMITTER_EMAIL": "noreply@github.com"})
+    git("push", "--quiet", "origin", ISSUE.branch, cwd=where)
+    tip = git("rev-parse", "HEAD", cwd=where).strip()
+
+    second = workspaces.create("worker-2", ISSUE, clone_url, "main")
+    assert workspaces.foreign_commits(second, clone_url, tip) == [tip]
 
 
 def test_remote_branch_sha_of_a_missing_branch_is_none(workspaces: Workspaces, clone_url: str) -> None:

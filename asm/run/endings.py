@@ -67,6 +67,12 @@ MODEL_REFUSED = Ending(AI_FAILED, "stopped: the model declined to work on this i
                        "reword the issue, or take it on by hand.")
 SETUP_FAILED = Ending(AI_FAILED, "stopped: the repository's `.asm/setup.sh` failed ({reason}); the team did not start.",
                       "{details}\n\nFix the script on the default branch, then label the issue `{ready}` again.")
+OTHERS_COMMITS = Ending(AI_FAILED, "did not start: `{branch}` holds {count} commit(s) asm did not write, which a new "
+                        "run would replace.", "Not asm's: {shas}. asm never drops anyone's commits. To change the pull "
+                        "request, review it or mention {mention} there; to start over, delete the branch and label "
+                        "the issue `{ready}` again.", summary="ai-failed, the branch holds others' commits")
+BRANCH_MOVED = Ending(AI_FAILED, "nothing was pushed: `{branch}` moved while the team worked.",
+                      f"Someone pushed {{sha}} meanwhile, and asm never drops anyone's commits. {RETRY}.")
 FAILED = Ending(AI_FAILED, "could not finish this issue.", "{error}")
 INTERNAL_ERROR = Ending(AI_FAILED, "failed because of an internal error.",
                         "`{kind}` inside asm; the worker's log has the details.")

@@ -21,7 +21,7 @@ from asm.conversation.people import trusted_people
 from asm.conversation.quote import answers_text
 from asm.conversation.threads import Remark
 from asm.deps import Deps
-from asm.errors import AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
+from asm.errors import AsmError, BranchMoved, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
 from asm.fleet import probe
 from asm.fleet.claim import Claim
 from asm.fleet.hold import pause_fleet, rest_model
@@ -97,6 +97,7 @@ class IssueRun:
         self._comments: list[Remark] | None = None
         self.asked_before = False  # the issue was labelled needs-clarification at some point
         self.pushed = False
+        self.replacing: str | None = None  # the issue branch's tip when the run began, all asm's own work
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -208,6 +209,9 @@ class IssueRun:
         pending = self.deps.workspaces.start(self.status.worker, self.issue, repo.clone_url, repo.default_branch)
         try:
             checkout = pending.wait()  # the setup script and the instruction files need the tree first
+            refusal = self.keep_others_commits(checkout, repo)
+            if refusal is not None:
+                return refusal
             setup = set_up(self.deps, checkout, repo.default_branch, self.tracker)
             if not setup.ok:
                 return self.end(endings.SETUP_FAILED, reason=setup.reason, details=failure_details(setup))
@@ -256,7 +260,10 @@ class IssueRun:
         body += f"\n{mark(pushed=[head])}\n"  # asm's memory: a failing check on this commit is asm's to fix
         # Saved before the push: a crash between push and pull request resumes from here, not from scratch.
         self.deps.redis.set(approved_key(self.issue), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
-        self.deps.workspaces.push(checkout, repo.clone_url)
+        try:
+            self.deps.workspaces.replace(checkout, repo.clone_url, self.replacing)
+        except BranchMoved as moved:
+            return self.end(endings.BRANCH_MOVED, branch=moved.branch, sha=(moved.now or "a deletion")[:12])
         self.pushed = True
         self.claim.check()
         return self.github.open_pull(self.issue, self.title(), body, repo.default_branch)
@@ -292,6 +299,19 @@ class IssueRun:
         return self.end(endings.MODEL_UNAVAILABLE, say=bool(told), requeue_after=rest + 1, error=busy, rest=rest)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def keep_others_commits(self, checkout: Checkout, repo: RepoInfo) -> DeliveryResult | None:
+        """An ending, before the team starts, when the issue branch holds commits a new run would replace that
+        are not asm's (the issue labelled ready again under a pull request someone pushed to); else None, and
+        the tip this run may replace is noted."""
+        tip = self.deps.workspaces.remote_branch_sha(repo.clone_url, self.issue.branch)
+        foreign = self.deps.workspaces.foreign_commits(checkout, repo.clone_url, tip) if tip else []
+        if foreign:
+            shas = ", ".join(sha[:12] for sha in foreign[:10]) + (", ..." if len(foreign) > 10 else "")
+            return self.end(endings.OTHERS_COMMITS, branch=self.issue.branch, count=len(foreign), shas=shas,
+                            mention=self.settings.mention)
+        self.replacing = tip
+        return None
 
     def saved_pull(self, repo: RepoInfo) -> PullInfo | None:
         """Open the pull request an interrupted attempt approved and pushed, if the branch still holds it."""

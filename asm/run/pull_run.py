@@ -222,7 +222,7 @@ class FollowUpRun:
         # Saved before the push: a run interrupted between the push and its reply is finished by the next
         # delivery, which posts this reply instead of answering the same remarks again.
         self.deps.redis.set(reply_key(self.pull), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
-        self.deps.workspaces.push(checkout, repo.clone_url, force=False)
+        self.deps.workspaces.push(checkout, repo.clone_url)
         self.pushed = head
         return self.post(body, summary, replies.PUSHED)
 
