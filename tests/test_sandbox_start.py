@@ -56,3 +56,23 @@ def test_an_unconfined_worker_by_explicit_choice_starts_warns_and_shows_everywhe
     shown = json.loads(asm_command(sandbox, "status", "--json").stdout)
     assert shown["unsandboxed"] == [shown["workers"][0]["worker"]]
     assert "UNSANDBOXED" in asm_command(sandbox, "status").stdout
+
+
+def without(program: str, folder: Path) -> str:
+    """A PATH with every program of the machine's but `program`."""
+    folder.mkdir()
+    for directory in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+                      str(Path(sys.executable).parent)):
+        for entry in Path(directory).iterdir() if Path(directory).is_dir() else ():
+            if entry.name != program and not (folder / entry.name).exists():
+                (folder / entry.name).symlink_to(entry)
+    return str(folder)
+
+
+def test_a_worker_without_slirp4netns_starts_and_says_a_setup_script_will_fail(sandbox: Sandbox,
+                                                                              tmp_path: Path) -> None:
+    sandbox.create_repo()
+    worker = sandbox.start_ready_worker(1, "noslirp", PATH=without("slirp4netns", tmp_path / "bin"))
+
+    assert wait_for(lambda: "slirp4netns is not installed" in worker.log(), 30)
+    assert ".asm/setup.sh" in worker.log() and "apt-get install slirp4netns" in worker.log()

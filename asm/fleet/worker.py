@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import socket
 import sys
 from dataclasses import dataclass
@@ -82,6 +83,10 @@ def check_sandbox(settings: Settings) -> None:
     except SandboxUnavailable as problem:
         print(f"asm: the worker will not start: {problem}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    if not confinement.network and shutil.which("slirp4netns") is None:
+        # Not a reason to stop: most repositories have no setup script, and one that has says why it failed.
+        log.warning("slirp4netns is not installed: a repository's .asm/setup.sh, which runs with the network, "
+                    "will fail on this machine (Debian/Ubuntu: apt-get install slirp4netns)")
     log.info("tool commands run in %s", confinement.describe())
 
 
