@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from asm.conversation.asks import answer_rounds, answered, checks_failed, follow_up, mentions
@@ -194,3 +196,11 @@ def test_check_logs_keep_their_end_and_cannot_break_their_fence() -> None:
     assert "AssertionError: boom" in text and "start" not in text
     assert "`````\n" in text  # a fence longer than the log's own run of backticks
     assert diff_text("") == "(no difference from the base branch)"
+
+
+def test_an_annotation_spanning_lines_cannot_open_a_block_that_swallows_the_rest() -> None:
+    notes = ("a.py:3: failure: assert 2 == 3\n```\nnot code any more", "b.py:1: warning: unused")
+    text = checks_text([CheckReport("tests", "failure", "", "", "", notes, "", "The log.\n")])
+    block = re.search(r"Annotations:\n\n(`{4,})\n(.*?)\n\1\n", text, re.S)  # its own, longer fence
+    assert block and "not code any more" in block.group(2) and "b.py:1: warning: unused" in block.group(2)
+    assert text.index("The end of its log:") > block.end()

@@ -56,8 +56,9 @@ def checks_text(reports: Sequence[CheckReport]) -> str:
         output = "\n\n".join(part for part in (report.title, report.summary, report.text) if part.strip())
         if output:
             lines.append(clip(sanitize(output), REPORT_LIMIT))
-        if report.annotations:
-            lines.append("Annotations:\n" + "\n".join(f"- {strip_invisible(note)}" for note in report.annotations))
+        if report.annotations:  # a message may span lines, fences and all: a block it cannot end holds them
+            notes = "\n".join(strip_invisible(note) for note in report.annotations)
+            lines.append("Annotations:\n\n" + code_block(clip(notes, REPORT_LIMIT)))
         if report.log_tail.strip():
             lines.append("The end of its log:\n\n" + code_block(clip(strip_invisible(report.log_tail), LOG_LIMIT,
                                                                  keep_end=True)))
