@@ -102,22 +102,26 @@ def _github_client(settings: Settings, recorder: Recorder | None, auth: github.A
     )
 
 
-def github_access(settings: Settings, recorder: Recorder | None = None) -> Access:
-    """How asm reaches GitHub: as the GitHub App when ASM_GITHUB_APP_ID is set, else with GITHUB_TOKEN."""
+def github_access(settings: Settings, recorder: Recorder | None = None,
+                  fleet: redis.Redis[bytes] | None = None) -> Access:
+    """How asm reaches GitHub: as the GitHub App when ASM_GITHUB_APP_ID is set, else with GITHUB_TOKEN. As the
+    App, with the fleet's Redis (`fleet`) the processes share each installation's token; without, each mints its
+    own."""
     def connect(auth: github.Auth.Auth) -> github.Github:
         return _github_client(settings, recorder, auth)
 
     if settings.app_key is not None:
         from asm.github_app import AppAccess
 
-        return AppAccess(settings.github_app_id, settings.app_key, connect)
+        return AppAccess(settings.github_app_id, settings.app_key, connect, fleet=fleet)
     return TokenAccess(settings.github_token, connect(github.Auth.Token(settings.github_token)))
 
 
-def github_gateway(settings: Settings, recorder: Recorder | None = None, access: Access | None = None) -> GitHub:
-    """The GitHub gateway asm talks through (on `access` when given); its retries are counted when a recorder is
-    given."""
-    return GitHub(access or github_access(settings, recorder), settings.ready_label)
+def github_gateway(settings: Settings, recorder: Recorder | None = None, access: Access | None = None,
+                   fleet: redis.Redis[bytes] | None = None) -> GitHub:
+    """The GitHub gateway asm talks through (on `access` when given, else one sharing an App's tokens through
+    `fleet`); its retries are counted when a recorder is given."""
+    return GitHub(access or github_access(settings, recorder, fleet), settings.ready_label)
 
 
 def import_model_sdk() -> None:
@@ -162,7 +166,9 @@ def build(settings: Settings) -> Deps:
     client = redis_client(settings.redis_url)
     recorder = Recorder(client)
     confinement = tool_jail(settings)
-    access = github_access(settings, recorder)  # one for the API and git: an App's tokens are minted once for both
+    # One for the API and git: an App's tokens are minted once for both, and shared with the fleet through a client
+    # that gives up at once when Redis is down (each process then mints its own, never waiting on Redis long).
+    access = github_access(settings, recorder, fleet=redis_client(settings.redis_url, patient=False))
     return Deps(
         settings=settings,
         redis=client,

@@ -284,10 +284,15 @@ class GitHub:
             raise GitHubError(f"could not comment on {ref}: {error.status}") from None
 
     def comments(self, ref: IssueRef) -> list[Remark]:
-        """Every comment on the issue (or pull request), oldest first, with its author."""
+        """Every comment on the issue (or pull request), oldest first, with its author.
+
+        REST does not say who edited a comment, only when it changed last: one changed since it was written counts
+        as edited by someone unknown (asm never edits its comments).
+        """
         try:
             return [Remark(f"comment:{comment.id}", comment.user.login if comment.user else None, comment.body or "",
-                           comment.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if comment.created_at else "")
+                           comment.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if comment.created_at else "",
+                           edited=comment.updated_at != comment.created_at)
                     for comment in self._issue(ref).get_comments()]
         except GithubException as error:
             raise GitHubError(f"GitHub refused the comments of {ref}: {error.status}") from None

@@ -6,12 +6,22 @@ it ends long before it does. Every request about a repository, REST and GraphQL,
 carries the token of the installation that holds that repository; the repositories asm works are the
 installations' (ASM_REPOS narrows them). What asm writes is by the App's bot, `<app-slug>[bot]`.
 
+The fleet shares one token per installation through Redis (`SharedTokens`): GitHub's ETags are a credential's
+own (its answers `Vary: Authorization`), so the scan's fleet-wide ETags match only while every process asks with
+the same token. In Redis the token is sealed with a key derived from the App's private key, which only asm's
+processes hold: reading Redis still reaches no repository.
+
 The private key stays inside `AppKey`: no repr, message or log line shows it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
+import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,12 +33,17 @@ from urllib.parse import quote
 
 import github
 import jwt
-from cryptography.hazmat.primitives import serialization
+import redis
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from github.GithubException import GithubException
 from github.Requester import Requester
 
 from asm.errors import BadInput, GitHubError
+from asm.keys import app_token_key
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +57,17 @@ RELIST_SECONDS = 30  # a repository not in the list has it read again, at most t
 PER_PAGE = 100
 BOT_SUFFIX = "[bot]"
 PEM_HINT = "is not a PEM RSA private key (the .pem file GitHub generates for the App)"
+SEAL_INFO = b"asm github-app installation-token v1"  # HKDF's info: the derived key seals tokens and nothing else
+NONCE_BYTES = 12  # AES-GCM's standard nonce, random per record
+# One process mints an installation's token while the others wait for it: a mint is one POST, well under this.
+MINT_LOCK_MS = 10_000
+MINT_WAIT_SECONDS = 5.0  # then a waiter mints for itself: a run is never held up long by another's mint
+MINT_POLL_SECONDS = 0.05
+# Delete the mint lock only while it is still ours (it may have expired and been taken by another).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 Connect = Callable[[github.Auth.Auth], github.Github]  # a PyGithub client with asm's timeouts and retries
 
 
@@ -61,6 +87,9 @@ class AppKey:
         if not isinstance(key, RSAPrivateKey):
             raise ValueError(f"{PEM_HINT}: GitHub signs with RS256, an RSA key")
         self._key = key
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # the same bytes whichever PEM form the file is in
+        self._sealer = AESGCM(HKDF(hashes.SHA256(), 32, salt=None, info=SEAL_INFO).derive(der))
         # What redaction looks for: each line of its base64 body. The key written out whole (as PEM, on one line,
         # its lines joined, or encoded: redaction finds encoded forms at any offset) holds every one of them.
         self.secrets = tuple(dict.fromkeys(
@@ -81,6 +110,18 @@ class AppKey:
         claims = {"iat": issued - JWT_BACKDATED_SECONDS, "exp": issued + JWT_SECONDS, "iss": app_id}
         return jwt.encode(claims, self._key, algorithm="RS256")
 
+    def seal(self, data: bytes, bound: bytes) -> bytes:
+        """`data` encrypted and authenticated (AES-GCM) under a key derived from this one, bound to `bound`."""
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._sealer.encrypt(nonce, data, bound)
+
+    def unseal(self, sealed: bytes, bound: bytes) -> bytes:
+        """What `seal` sealed with `bound`; ValueError for anything else (altered, another key's, bound elsewhere)."""
+        try:
+            return self._sealer.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], bound)
+        except InvalidTag:
+            raise ValueError("not sealed by this key for this") from None
+
     def __repr__(self) -> str:
         return "AppKey(<not shown>)"
 
@@ -92,6 +133,74 @@ class _Token:
     value: str
     expires_at: float
     renew_at: float  # when it is replaced: REFRESH_MARGIN_SECONDS before its end (half its life, if shorter)
+
+    def __repr__(self) -> str:
+        return f"_Token(<not shown>, expires_at={self.expires_at}, renew_at={self.renew_at})"
+
+
+class SharedTokens:
+    """The fleet's installation tokens in Redis, one per installation, sealed with the App's key.
+
+    A process takes the token in Redis while it is good; else one process mints a new one under a short lock
+    (SET NX PX) and shares it, and the others wait for it. A lock held too long, or Redis failing, and a process
+    mints for itself, as each did before tokens were shared.
+    """
+
+    def __init__(self, client: redis.Redis[bytes], key: AppKey, app_id: str, clock: Callable[[], float]) -> None:
+        self._client = client
+        self._key = key
+        self._app_id = app_id
+        self._clock = clock
+        self._release = client.register_script(_RELEASE)
+
+    def token(self, installation: int, mint: Callable[[], _Token]) -> _Token:
+        """The installation's shared token while it is good, else a new one from `mint`, shared if Redis allows."""
+        name = app_token_key(self._app_id, installation)
+        deadline = time.monotonic() + MINT_WAIT_SECONDS
+        try:
+            while (shared := self._read(name)) is None:
+                ours = secrets.token_hex(8)
+                if self._client.set(name + ":minting", ours, nx=True, px=MINT_LOCK_MS):
+                    try:
+                        shared = self._read(name, say=True)  # shared by another since the read above?
+                        return shared or self._share(name, mint())
+                    finally:
+                        with contextlib.suppress(redis.RedisError):
+                            self._release(keys=[name + ":minting"], args=[ours])
+                if time.monotonic() >= deadline:
+                    log.warning("another process is slow to mint a token for installation %s of the GitHub App: "
+                                "this one mints its own", installation)
+                    return mint()
+                time.sleep(MINT_POLL_SECONDS)
+            return shared
+        except redis.RedisError as problem:
+            log.warning("installation tokens are not shared while Redis fails (%s): this process mints its own",
+                        problem.__class__.__name__)
+            return mint()
+
+    def _read(self, name: str, say: bool = False) -> _Token | None:
+        """The token in Redis if it is this App's for this installation and not yet due for renewal (`say`: log a
+        record that is not, once, by the process about to replace it)."""
+        sealed = self._client.get(name)
+        if sealed is None:
+            return None
+        try:
+            record = json.loads(self._key.unseal(sealed, name.encode()))
+            found = _Token(str(record["token"]), float(record["expires_at"]), float(record["renew_at"]))
+        except (ValueError, KeyError, TypeError):  # altered, sealed with another key (a rotated one), or elsewhere
+            if say:
+                log.warning("the shared token at %s does not open with this App's key: a new token replaces it", name)
+            return None
+        return found if self._clock() < found.renew_at else None
+
+    def _share(self, name: str, token: _Token) -> _Token:
+        """`token`, sealed into Redis until it expires (kept by this process alone if Redis fails now)."""
+        left_ms = int((token.expires_at - self._clock()) * 1000)
+        record = json.dumps({"token": token.value, "expires_at": token.expires_at, "renew_at": token.renew_at})
+        if left_ms > 0:
+            with contextlib.suppress(redis.RedisError):
+                self._client.set(name, self._key.seal(record.encode(), name.encode()), px=left_ms)
+        return token
 
 
 @dataclass(frozen=True)
@@ -165,7 +274,9 @@ class AppAccess:
 
     app = True
 
-    def __init__(self, app_id: str, key: AppKey, connect: Connect, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, app_id: str, key: AppKey, connect: Connect, clock: Callable[[], float] = time.time,
+                 fleet: redis.Redis[bytes] | None = None) -> None:
+        """`fleet`: the Redis the fleet shares installation tokens through; without it, this process mints its own."""
         self.app_id = app_id
         self._key = key
         self._connect = connect
@@ -173,6 +284,7 @@ class AppAccess:
         self._own = connect(_AppJwt(self))
         self._lock = threading.RLock()
         self._tokens: dict[int, _Token] = {}
+        self._shared = SharedTokens(fleet, key, app_id, clock) if fleet is not None else None
         self._clients: dict[tuple[int, bool], github.Github] = {}
         self._installed: dict[str, Installed] = {}  # by lower-cased full name
         self._listed_at: float | None = None
@@ -186,23 +298,27 @@ class AppAccess:
     # -- installation tokens -------------------------------------------------------------------
 
     def token(self, installation: int) -> str:
-        """The installation's access token, minted anew when none is kept or the one kept is near its end."""
+        """The installation's access token: the one this process keeps, until it nears its end; then the fleet's
+        (one minted anew, when the fleet's is near its end too)."""
         with self._lock:
             kept = self._tokens.get(installation)
-            now = self._clock()
-            if kept is not None and now < kept.renew_at:
-                return kept.value
-            try:
-                _, data = self._own.requester.requestJsonAndCheck(
-                    "POST", f"/app/installations/{installation}/access_tokens")
-            except GithubException as error:
-                raise _refused(f"a token for installation {installation} of the GitHub App", error) from None
-            expires_at = _epoch(data["expires_at"])
-            renew_at = expires_at - min(REFRESH_MARGIN_SECONDS, (expires_at - now) / 2)
-            self._tokens[installation] = _Token(data["token"], expires_at, renew_at)
-            log.info("new access token for installation %s of the GitHub App, until %s", installation,
-                     data["expires_at"])
-            return str(data["token"])
+            if kept is None or self._clock() >= kept.renew_at:
+                mint = functools.partial(self._mint, installation)
+                kept = self._shared.token(installation, mint) if self._shared is not None else mint()
+                self._tokens[installation] = kept
+            return kept.value
+
+    def _mint(self, installation: int) -> _Token:
+        now = self._clock()
+        try:
+            _, data = self._own.requester.requestJsonAndCheck(
+                "POST", f"/app/installations/{installation}/access_tokens")
+        except GithubException as error:
+            raise _refused(f"a token for installation {installation} of the GitHub App", error) from None
+        expires_at = _epoch(data["expires_at"])
+        renew_at = expires_at - min(REFRESH_MARGIN_SECONDS, (expires_at - now) / 2)
+        log.info("new access token for installation %s of the GitHub App, until %s", installation, data["expires_at"])
+        return _Token(str(data["token"]), expires_at, renew_at)
 
     # -- which installation holds a repository -------------------------------------------------
 

@@ -24,10 +24,18 @@ SCAN_NEXT = PREFIX + "scan:next"  # string: the repository a paced scan did not 
 
 @dataclass(frozen=True, order=True)
 class IssueRef:
-    """One issue of one repository."""
+    """One issue of one repository.
+
+    GitHub ignores the case of a repository's name, so asm does too: the name is kept in lower case, and
+    every key made from it (claim, queue, line, ledger) is the same however ASM_REPOS, a webhook, an App's
+    installation or `asm enqueue` spelled it. Two spellings must never make two claims on one issue.
+    """
 
     repo: str
     number: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "repo", self.repo.lower())
 
     @classmethod
     def parse(cls, repo: str, number: str | int) -> IssueRef:
@@ -102,6 +110,12 @@ def scan_memory_key(repo: str) -> str:
     return f"{PREFIX}scan:memory:{repo.lower()}"
 
 
+def app_token_key(app_id: str, installation: int) -> str:
+    """An installation's access token, sealed with the App's key, shared by the fleet (asm.github_app); with
+    `:minting` after it, the lock of the one process minting the next."""
+    return f"{PREFIX}app-token:{app_id}:{installation}"
+
+
 def told_key(issue: IssueRef, what: str) -> str:
     """Set while a comment about `what` was made lately, so a repeating condition is said once."""
     return f"{PREFIX}told:{what}:{issue.key}"
@@ -113,7 +127,7 @@ def utc_day(moment: datetime | None = None) -> str:
 
 
 def repo_day_spend_key(repo: str, day: str) -> str:
-    return f"{PREFIX}spend:repo:{repo}:{day}"
+    return f"{PREFIX}spend:repo:{repo.lower()}:{day}"
 
 
 def fleet_day_spend_key(day: str) -> str:

@@ -43,6 +43,9 @@ def thread(*remarks: Remark, checks: tuple[Check, ...] = (), memory: PullMemory 
     ("<!-- @asm do it -->Nothing to see", False),  # hidden: nobody who reads the comment sees a request
     ("Example:\n\n    @asm fix\n\nthat is all", False),
     ("A stray ` backtick, then\n@asm please fix", True),
+    ("```\n<!--\n```\n@asm please fix this", True),  # a comment opener inside code hides nothing
+    ("Use `<!--` here.\n\n@asm please fix this", True),
+    ("<div hidden>@asm fix</div>Nothing to see", False),
 ])
 def test_a_mention_is_a_word_outside_code_and_quotes(body: str, expected: bool) -> None:
     assert mentions(body, "@asm") is expected
@@ -75,6 +78,34 @@ def test_remarks_asms_replies_answered_ask_nothing_again() -> None:
     request = remark("comment:1", "maintainer", "@asm add a docstring")
     memory = PullMemory.read([mark(pushed=[HEAD]), mark(addressed=["comment:1"])])
     assert follow_up(thread(request, memory=memory), ME, "@asm", trusted, 2) is None
+
+
+def test_remarks_taken_up_but_not_finished_wait_for_a_new_request_and_come_with_it() -> None:
+    review = remark("review:1", "maintainer", "Please tidy this.", review_state="CHANGES_REQUESTED")
+    line = remark("line:2", "maintainer", "Say what it returns.", at="2026-11-28T10:00:01Z", path="x.py", line=2)
+    questions = remark("comment:3", ME, "Which format?" + mark(addressed=["review:1", "line:2"],
+                                                               owed=["review:1", "line:2"], questions=True),
+                       at="2026-11-28T10:01:00Z")
+    memory = PullMemory.read([mark(pushed=[HEAD]), questions.body])
+    assert memory.owed == {"review:1", "line:2"} and memory.addressed == {"review:1", "line:2"}
+    assert follow_up(thread(review, line, questions, memory=memory), ME, "@asm", trusted, 2) is None, "no loop"
+
+    answer = remark("comment:4", "maintainer", "ISO dates. @asm go on", at="2026-11-28T10:02:00Z")
+    ask = follow_up(thread(review, line, questions, answer, memory=memory), ME, "@asm", trusted, 2)
+    assert ask is not None and [r.key for r in ask.remarks] == ["review:1", "line:2", "comment:3", "comment:4"]
+
+    # A later run that finished them settles them, whatever the earlier ones said.
+    settled = PullMemory.read([mark(pushed=[HEAD]), questions.body,
+                               mark(addressed=["review:1", "line:2", "comment:4"])])
+    assert settled.owed == frozenset()
+    assert follow_up(thread(review, line, questions, answer, memory=settled), ME, "@asm", trusted, 2) is None
+
+
+def test_the_newest_remarks_are_kept_whole_when_all_of_them_are_too_long() -> None:
+    old = [remark(f"comment:{n}", "lead", f"Old remark {n}. " + "x" * 3_900) for n in range(9)]
+    text = remarks_text([*old, remark("comment:99", "lead", "@asm please rename foo to bar")])
+    assert "rename foo to bar" in text and "earlier remarks left out for length" in text
+    assert "Old remark 0." not in text and "Old remark 8." in text
 
 
 def test_pull_requests_that_are_not_asms_ask_nothing() -> None:

@@ -27,7 +27,7 @@ from asm.sandbox.sample_repo import FILES, SOLUTIONS
 SETTLE_TIMEOUT = 90
 REVIEWER, STRANGER = "maintainer", "stranger"
 REPOS = ("acme/review", "acme/serial", "acme/fold", "acme/outsiders", "acme/answers", "acme/checks", "acme/foreign",
-         "acme/agents", "acme/setup", "acme/hostile-log")
+         "acme/agents", "acme/setup", "acme/hostile-log", "acme/unfinished", "acme/lost-reply", "acme/told")
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +263,64 @@ def test_a_hostile_check_reaches_the_team_as_data_it_cannot_break_out_of(fleet: 
     assert fence and told.find("\n" + fence.group(1) + "\n", at) > at, "the log's fence did not end its block"
     assert "\u200b" not in told and "\u202e" not in told
     assert "push to main" not in told and "See the log." in told  # hidden HTML: GitHub would not show it
+
+
+def test_remarks_a_follow_up_took_up_without_finishing_are_given_to_the_next_one(fleet: Sandbox,
+                                                                                client: redis.Redis) -> None:
+    repo = "acme/unfinished"
+    _, pull = new_pull(fleet, client, repo)
+    fleet.github.submit_review(repo, pull, REVIEWER, "REQUEST_CHANGES", "Please tidy this up.",
+                               comments=[{"path": SOLUTIONS[0].module_path, "line": 2, "body": "Say what it returns."}])
+    fleet.model.reset()
+    fleet.model.stop_next("refusal")  # the follow-up's first model call is declined: the run ends unfinished
+    assert queued(scan_now(fleet, client), repo) == [(pull, "review")]
+    [first] = wait_replies(fleet, repo, pull, 1)
+    assert "declined" in first and "Still open" in first and "Say what it returns." in first
+    assert queued(scan_now(fleet, client), repo) == [], "owed remarks wait for a new request: no loop of retries"
+
+    fleet.github.add_comment(repo, pull, "@asm please try again", author=REVIEWER)
+    fleet.model.reset()
+    assert queued(scan_now(fleet, client), repo) == [(pull, "review")]
+    second = wait_replies(fleet, repo, pull, 2)[-1]
+
+    told = [asked.first_user for asked in fleet.model.requests if asked.role == "Architect"]
+    assert told and all("Say what it returns." in text and "Please tidy this up." in text and "try again" in text
+                        for text in told), "the retry was given the review it retries"
+    assert "pushed" in second and "Answering:" in second and "Say what it returns." in second
+    assert queued(scan_now(fleet, client), repo) == []
+
+
+def test_a_pushed_fix_whose_reply_github_refused_is_posted_later_and_its_commit_stays_asms(
+        fleet: Sandbox, client: redis.Redis) -> None:
+    repo = "acme/lost-reply"
+    _, pull = new_pull(fleet, client, repo)
+    first = head(fleet, repo, pull)
+    fleet.github.create_check_run(repo, first, "tests", conclusion="failure")
+    fleet.github.inject_failures(422, count=2, path_contains=f"/issues/{pull}/comments", method="POST")
+    assert queued(scan_now(fleet, client), repo) == [(pull, "checks fix")]
+    assert wait_for(lambda: head(fleet, repo, pull) != first, SETTLE_TIMEOUT)
+    assert wait_for(lambda: not client.exists(IssueRef(repo, pull).claim_key), SETTLE_TIMEOUT)
+    assert replies(fleet, repo, pull) == [], "GitHub refused the reply and the reply about that"
+
+    assert queued(scan_now(fleet, client), repo) == [(pull, "reply owed")]
+    [reply] = wait_replies(fleet, repo, pull, 1)
+    assert "pushed" in reply and head(fleet, repo, pull)[:12] in reply
+    fleet.github.create_check_run(repo, head(fleet, repo, pull), "tests", conclusion="failure")
+    assert queued(scan_now(fleet, client), repo) == [(pull, "checks fix")], "the new commit is known as asm's"
+    wait_replies(fleet, repo, pull, 2)
+
+
+def test_a_request_made_while_checks_fail_is_told_what_failed(fleet: Sandbox, client: redis.Redis) -> None:
+    repo = "acme/told"
+    _, pull = new_pull(fleet, client, repo)
+    fleet.github.create_check_run(repo, head(fleet, repo, pull), "tests", conclusion="failure", title="1 failed",
+                                  log="FAILED tests/test_slug.py::test_empty - AssertionError: '-' != ''\n")
+    fleet.github.add_comment(repo, pull, "@asm the tests fail, please fix them", author=REVIEWER)
+    fleet.model.reset()
+    assert queued(scan_now(fleet, client), repo) == [(pull, "review")]  # remarks come first
+    wait_replies(fleet, repo, pull, 1)
+    told = [asked.first_user for asked in fleet.model.requests if asked.role == "Architect"]
+    assert told and all("AssertionError: '-' != ''" in text and "the tests fail" in text for text in told)
 
 
 def test_failures_on_a_commit_asm_did_not_push_start_nothing(fleet: Sandbox, client: redis.Redis,

@@ -69,6 +69,16 @@ def repo_of(key: str) -> str:
     return key.rpartition("#")[0]
 
 
+def test_a_waiting_issue_given_a_higher_priority_moves_up_and_never_down(redis_client: redis.Redis) -> None:
+    broker = Broker(redis_client)
+    queue(redis_client, broker, CROWDED, 10)  # the first is sent at once (AHEAD), the rest wait in line
+    issue = IssueRef(CROWDED, 9)
+    assert enqueue(redis_client, broker, issue, by="a priority label", stale_after=600, priority=HIGH) is None
+    assert enqueue(redis_client, broker, issue, by="the next scan", stale_after=600, priority=LOW) is None
+    assert json.loads(redis_client.hget(QUEUED, issue.key))["priority"] == "high"
+    assert broker.take_all(3) == [f"{CROWDED}#1", f"{CROWDED}#9", f"{CROWDED}#2"]
+
+
 def test_a_crowded_repository_takes_turns_with_the_others(redis_client: redis.Redis) -> None:
     broker = Broker(redis_client)
     queue(redis_client, broker, CROWDED, 200)

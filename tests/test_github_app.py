@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from asm.config import Settings, load_settings
 from asm.deps import github_access, github_gateway
 from asm.errors import BadInput, ConfigError, WorkspaceError
+from asm.fleet.claim import Claim
+from asm.fleet.queue import enqueue
 from asm.fleet.scan import scan
 from asm.github import GitHub
 from asm.github_app import (
@@ -33,6 +35,8 @@ from asm.guard.jail import Jail
 from asm.guard.redaction import RedactingFilter, Secrets, redact
 from asm.keys import IssueRef
 from asm.sandbox.fleet import Sandbox, point_process_at
+from asm.webhook.events import read
+from asm.webhook.intake import take
 from asm.workspace import Workspaces
 
 APP_ID = 4711
@@ -361,3 +365,34 @@ def test_a_git_command_asks_for_its_token_once_and_keeps_it_through_every_retry(
     with pytest.raises(WorkspaceError):
         workspaces.remote_branch_sha(nowhere, "main")  # three attempts, all failing
     assert credentials.asked == [nowhere]
+
+
+class Sent:
+    """A Celery app's `send_task`, kept: what would have gone to the queue."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[str, list[object]]] = []
+
+    def send_task(self, name: str, args: list[object], task_id: str, countdown: float | None,
+                  priority: int | None = None) -> None:
+        self.tasks.append((name, args))
+
+
+def test_every_spelling_of_a_repository_is_one_issue_to_the_queue_and_the_claim(
+        sandbox: Sandbox, installed: dict[str, int], key_file: Path) -> None:
+    """ASM_REPOS spelled otherwise than GitHub: the scan (the App's spelling), a webhook (ASM_REPOS') and `asm enqueue`
+    (the operator's) must all name one issue, or two deliveries would both win a claim on it."""
+    number = sandbox.add_issue("acme/one", "Do it", "Please.")
+    settings = point_process_at(sandbox, ASM_REPOS="ACME/One", **app_env(key_file))
+    client, sent = redis.Redis.from_url(sandbox.redis_url), Sent()
+
+    scan(github_gateway(settings), client, sent, settings.repos, settings.ready_label, 3600)
+    payload = {"action": "labeled", "label": {"name": settings.ready_label}, "repository": {"full_name": "acme/one"},
+               "issue": {"number": number, "state": "open", "labels": [{"name": settings.ready_label}]}}
+    take(read("issues", payload, settings.repos, settings.ready_label), client, sent, settings)
+    assert enqueue(client, sent, IssueRef.parse("Acme/ONE", number), by="operator", stale_after=3600) is None
+
+    assert client.hkeys("asm:queued") == [f"acme/one#{number}".encode()]
+    assert len([task for task in sent.tasks if task[0] == "asm.process_issue"]) == 1
+    with Claim(client, IssueRef("acme/one", number), 60, "w1"):
+        assert not Claim(client, IssueRef("Acme/One", number), 60, "w2").acquire()

@@ -15,7 +15,12 @@ def test_parse_accepts_a_number_with_or_without_hash(number: str | int) -> None:
 
 @pytest.mark.parametrize("repo", ["acme/shop", "Acme-Corp/web.site", "a1/b_c-d.e"])
 def test_parse_accepts_owner_slash_name(repo: str) -> None:
-    assert IssueRef.parse(repo, "1").repo == repo
+    assert IssueRef.parse(repo, "1").repo == repo.lower()  # GitHub ignores the case: one spelling for every key
+
+
+def test_every_spelling_of_a_repository_is_one_issue() -> None:
+    assert IssueRef("Acme-Corp/Web", 3) == IssueRef("acme-corp/web", 3)
+    assert IssueRef("Acme-Corp/Web", 3).claim_key == "asm:claim:acme-corp/web#3"
 
 
 @pytest.mark.parametrize("repo", ["", "shop", "acme/", "/shop", "acme/shop/extra", "ac me/shop", "acme/sh op",

@@ -12,7 +12,7 @@ from asm.config import Settings
 from asm.deps import github_gateway
 from asm.fleet.claim import Claim
 from asm.fleet.fair import queue_length
-from asm.fleet.scan import scan
+from asm.fleet.scan import SCAN_LOCK, SCAN_LOCK_MIN_SECONDS, scan
 from asm.github import COMMENT_PREFIX, GitHub
 from asm.keys import MODEL_RESTING, PAUSED, QUEUED, IssueRef, attempts_key
 from asm.sandbox.fleet import Sandbox
@@ -163,3 +163,21 @@ def test_a_pull_request_that_asked_nothing_is_read_whole_again_only_once_it_chan
     sandbox.github.add_comment(REPO, pull.number, "still nothing for asm", author="passer-by")
     assert graphql_requests() == 2
     assert graphql_requests() == 0, "nothing changed on GitHub: every conditional request a 304, no glance"
+
+
+def test_one_scan_at_a_time_and_a_dead_scanners_turn_lapses(sandbox: Sandbox, settings: Settings, github: GitHub,
+                                                            redis_client: redis.Redis) -> None:
+    from asm.celery_app import app
+
+    sandbox.create_repo(REPO)
+    [number] = [sandbox.add_issue(REPO, "ready")]
+    redis_client.set(SCAN_LOCK, "a scan on another machine", ex=SCAN_LOCK_MIN_SECONDS)
+    held = scan(github, redis_client, app, (REPO,), settings.ready_label, 600)
+    assert held.held == "the previous scan is still running" and held.found == []
+    assert redis_client.get(SCAN_LOCK) == b"a scan on another machine", "another's turn is not taken from it"
+    assert 0 < redis_client.ttl(SCAN_LOCK) <= SCAN_LOCK_MIN_SECONDS, "it lapses if that scanner died"
+
+    redis_client.delete(SCAN_LOCK)  # lapsed
+    found = scan(github, redis_client, app, (REPO,), settings.ready_label, 600).found
+    assert [item.issue.number for item in found if item.task_id] == [number]
+    assert not redis_client.exists(SCAN_LOCK), "let go when done"

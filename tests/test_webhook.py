@@ -29,7 +29,7 @@ from asm.sandbox.fleet import CeleryProcess, Sandbox, wait_for
 from asm.sandbox.redis_server import RedisServer
 from asm.webhook.events import Target, Told, Unreadable, read
 from asm.webhook.intake import delivery_key, looking_key
-from asm.webhook.server import MAX_BODY_BYTES
+from asm.webhook.server import MAX_AT_ONCE, MAX_BODY_BYTES
 from asm.webhook.signature import sign, verify
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "octokit_webhook_payloads.json"
@@ -119,8 +119,8 @@ def test_a_repository_not_in_asm_repos_is_ignored_whatever_it_says() -> None:
     payload["repository"]["full_name"] = OTHER
     result = told("issues", payload)
     assert result.kind == "ignore" and OTHER in result.why
-    assert read("issues", labelled(READY), ("ACME/Hooked",), READY).targets[0].ref.repo == "ACME/Hooked", \
-        "named as ASM_REPOS spells it"
+    assert read("issues", labelled(READY), ("ACME/Hooked",), READY).targets[0].ref.repo == "acme/hooked", \
+        "one spelling for every key, however ASM_REPOS or GitHub spells it"
     assert read("issues", payload, None, READY).targets[0].ref.repo == OTHER, \
         "without ASM_REPOS (a GitHub App's webhook), every repository GitHub delivers for"
     payload["repository"]["full_name"] = "../../etc"
@@ -329,6 +329,16 @@ def test_a_priority_label_on_the_labelled_issue_gives_its_run_that_priority(hook
     assert json.loads(hook.queued()[f"{REPO}#7".encode()])["priority"] == "high"
 
 
+def test_a_priority_label_put_on_an_issue_already_waiting_moves_it_up(hook: Webhook) -> None:
+    assert hook.post("issues", labelled(READY)).status_code == 202
+    assert json.loads(hook.queued()[f"{REPO}#7".encode()])["priority"] == "normal"
+    bumped = labelled("priority:high")  # GitHub's delivery for the second label: the issue carries both
+    bumped["issue"]["labels"] += [{"name": READY}, {"name": "priority:high"}]
+    assert hook.post("issues", bumped).status_code == 202
+    assert json.loads(hook.queued()[f"{REPO}#7".encode()])["priority"] == "high"
+    assert told("issues", labelled("priority:high")).kind == "ignore", "not labelled ready: nothing to move"
+
+
 def test_comments_reviews_and_checks_become_one_look_in_a_task_never_in_the_request(hook: Webhook) -> None:
     deliveries = [("pull_request_review", adapted("pull_request_review", "submitted", number=5)),
                   ("pull_request_review_comment", adapted("pull_request_review_comment", "created", number=5)),
@@ -344,6 +354,26 @@ def test_comments_reviews_and_checks_become_one_look_in_a_task_never_in_the_requ
     assert hook.redis.exists(looking_key(IssueRef(REPO, 5)))
     assert hook.box.github.request_count == requests_before, "no GitHub request while GitHub waits"
     assert hook.queued() == {}
+
+
+def test_senders_trickling_small_bodies_are_cut_off_and_githubs_delivery_gets_through(hook: Webhook) -> None:
+    host, _, port = hook.url.removeprefix("http://").partition(":")
+    body = json.dumps(labelled(READY)).encode()
+    head = (f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: issues\r\n"
+            f"X-GitHub-Delivery: {uuid.uuid4()}\r\nX-Hub-Signature-256: {sign(SECRET, body)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    slow = [socket.create_connection((host, int(port)), timeout=15) for _ in range(MAX_AT_ONCE)]
+    try:
+        for sender in slow:
+            sender.sendall(head + body[:10])  # and then nothing: every place is taken
+        # Each is answered in a few seconds (its size at GitHub's pace, and a little), not the 20 s of a
+        # 25 MB body: the socket's timeout is only how long this test waits for the answer.
+        answers = [sender.recv(200) for sender in slow]
+        assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
+    finally:
+        for sender in slow:
+            sender.close()
+    assert hook.post("issues", labelled(READY)).status_code == 202
 
 
 def test_a_paused_fleet_queues_nothing_and_the_scan_finds_it_later(hook: Webhook) -> None:
@@ -427,7 +457,9 @@ def test_the_procfiles_webhook_line_runs_without_the_tokens_and_stops_on_sigterm
         port = probe.getsockname()[1]
     command = line.partition(":")[2].strip().replace("--port=8000", f"--port={port}").replace(
         "asm webhook", f"{sys.executable} -m asm webhook")
-    env = webhook.box.process_env(ASM_WEBHOOK_SECRET=SECRET)
+    app_key = "-----BEGIN PRIVATE KEY-----\nnot-a-real-key-but-secret\n-----END PRIVATE KEY-----\n"
+    env = webhook.box.process_env(ASM_WEBHOOK_SECRET=SECRET, ASM_GITHUB_APP_ID="4711",
+                                  ASM_GITHUB_APP_PRIVATE_KEY=app_key)
     shell = subprocess.Popen(["sh", "-c", f"exec {command}"], env=env, cwd=webhook.box.root,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -442,6 +474,7 @@ def test_the_procfiles_webhook_line_runs_without_the_tokens_and_stops_on_sigterm
         assert wait_for(healthy, 60)
         environ = Path(f"/proc/{shell.pid}/environ").read_bytes()
         assert webhook.box.github_token.encode() not in environ and webhook.box.api_key.encode() not in environ
+        assert b"not-a-real-key-but-secret" not in environ and b"ASM_GITHUB_APP_ID=4711" not in environ
         shell.send_signal(signal.SIGTERM)
         assert shell.wait(timeout=30) == 0
     finally:

@@ -66,11 +66,12 @@ def _redis(settings: Settings) -> redis.Redis[bytes]:
     return client
 
 
-def _github(settings: Settings) -> GitHub:
+def _github(settings: Settings, client: redis.Redis[bytes]) -> GitHub:
+    """GitHub as the fleet reaches it: a GitHub App's tokens are the fleet's (its ETags are theirs)."""
     from asm.deps import github_gateway
 
     require(settings, "github")
-    return github_gateway(settings)
+    return github_gateway(settings, fleet=client)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -86,12 +87,12 @@ def cmd_enqueue(options: argparse.Namespace) -> int:
                            + ("is not set)" if not settings.repos else "has several)"))
         repo = settings.repos[0]
     issue = IssueRef.parse(repo, options.issue)
-    github = _github(settings)
+    client = _redis(settings)
+    github = _github(settings, client)
     refused = github.refuses(repo, settings.repos)  # ASM_REPOS; as a GitHub App, its installations' too
     if refused:
         raise BadInput(f"{repo} {refused} (ASM_REPOS: {', '.join(settings.repos) or 'unset'}); "
                        "asm works only the repositories it is set up for")
-    client = _redis(settings)
     info = github.issue(issue)
     if info.is_pull:
         raise BadInput(f"{issue} is a pull request, not an issue")
@@ -131,8 +132,8 @@ def cmd_scan(options: argparse.Namespace) -> int:
     """One scan now: queue every ready or orphaned issue of ASM_REPOS."""
     settings = _load_settings()
     require(settings, "github", "repos")
-    github = _github(settings)
     client = _redis(settings)
+    github = _github(settings, client)
     from asm.celery_app import app
     from asm.fleet.scan import FollowRules, scan
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from asm.conversation.markers import read_marks
 from asm.conversation.threads import Check, PullThread, Remark
+from asm.guard.sanitize import sanitize
 
 Trusted = Callable[[str], bool]  # login -> whether they have ASM_TRUSTED_PERMISSION on the repository
 
@@ -23,13 +24,13 @@ Trusted = Callable[[str], bool]  # login -> whether they have ASM_TRUSTED_PERMIS
 _FENCED = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?(^ {0,3}\1[`~]*[ \t]*$|\Z)", re.S | re.M)
 _INDENTED = re.compile(r"(?:^|\n\s*\n)(?:(?: {4}|\t)[^\n]*(?:\n|\Z))+")  # an indented code block
 _INLINE_CODE = re.compile(r"(`+)(?!`)[^\n]+?(?<!`)\1(?!`)")
-_HIDDEN = re.compile(r"<!--.*?(?:-->|\Z)", re.S)  # an HTML comment: nobody reading the comment sees it
 _QUOTED = re.compile(r"^ {0,3}>.*$", re.M)
 
 
 def mentions(body: str, mention: str) -> bool:
     """Whether `body` mentions `mention` (`@asm`) as a word people see, outside code and quoted lines."""
-    text = _FENCED.sub("", _HIDDEN.sub("", body or ""))
+    # What GitHub hides goes first, as the sanitiser reads Markdown: a `<!--` inside code hides nothing.
+    text = _FENCED.sub("", sanitize(body or ""))
     text = _QUOTED.sub("", _INLINE_CODE.sub("", _INDENTED.sub("\n\n", text)))
     return re.search(rf"(?<![\w@/.-]){re.escape(mention)}(?![\w-])", text, re.I) is not None
 
@@ -39,7 +40,8 @@ class FollowUp:
     """A run a pull request asks for: answering remarks, fixing failing checks, or saying it stops fixing them."""
 
     kind: Literal["review", "ci", "ci-stop"]
-    remarks: tuple[Remark, ...] = ()  # review: every trusted remark not answered yet, oldest first
+    # review: every trusted remark not answered yet, oldest first, with asm's questions back on any of them
+    remarks: tuple[Remark, ...] = ()
     checks: tuple[Check, ...] = ()  # ci, ci-stop: the failed checks on the head
     fixes_done: int = 0  # ci runs made on this pull request before
 
@@ -55,10 +57,14 @@ def is_request(remark: Remark, mention: str) -> bool:
 
 
 def unanswered(thread: PullThread, me: str, trusted: Trusted) -> tuple[Remark, ...]:
-    """Trusted remarks by others that no run of asm's has answered, oldest first."""
-    return tuple(remark for remark in thread.remarks
-                 if remark.author and remark.author != me and remark.key not in thread.memory.addressed
-                 and trusted(remark.author))
+    """Trusted remarks by others that no run of asm's has answered, oldest first: new ones, and those an
+    earlier run took up without finishing, with asm's questions back since the first of those."""
+    memory = thread.memory
+    owed_since = next((index for index, remark in enumerate(thread.remarks) if remark.key in memory.owed), None)
+    return tuple(remark for index, remark in enumerate(thread.remarks)
+                 if remark.author and remark.author != me and trusted(remark.author)
+                 and (remark.key not in memory.addressed or remark.key in memory.owed)
+                 or owed_since is not None and index > owed_since and asks_questions(remark, me))
 
 
 def checks_failed(checks: Sequence[Check]) -> tuple[Check, ...]:
@@ -99,7 +105,7 @@ def answer_rounds(comments: Sequence[Remark], me: str, trusted: Trusted) -> tupl
     """Each time asm asked questions on the issue, with the trusted replies before its next questions."""
     rounds: list[Round] = []
     for remark in comments:
-        if _asks(remark, me):
+        if asks_questions(remark, me):
             rounds.append(Round(remark.body, ()))
         elif rounds and remark.author and remark.author != me and trusted(remark.author):
             rounds[-1] = Round(rounds[-1].questions, rounds[-1].answers + (remark,))
@@ -108,13 +114,13 @@ def answer_rounds(comments: Sequence[Remark], me: str, trusted: Trusted) -> tupl
 
 def answered(comments: Sequence[Remark], me: str, trusted: Trusted) -> Round | None:
     """asm's latest questions once someone trusted replied to them; None while they wait (or none were asked)."""
-    latest = next((index for index in range(len(comments) - 1, -1, -1) if _asks(comments[index], me)), None)
+    latest = next((index for index in range(len(comments) - 1, -1, -1) if asks_questions(comments[index], me)), None)
     if latest is None:
         return None
     rounds = answer_rounds(comments[latest:], me, trusted)
     return rounds[-1] if rounds and rounds[-1].answers else None
 
 
-def _asks(remark: Remark, me: str) -> bool:
+def asks_questions(remark: Remark, me: str) -> bool:
     """asm's own comment of questions (its hidden state says so; a look-alike by anyone else is not)."""
-    return remark.author == me and any(state.get("questions") for state in read_marks(remark.body))
+    return remark.is_own(me) and any(state.get("questions") for state in read_marks(remark.body))

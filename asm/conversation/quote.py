@@ -27,6 +27,7 @@ def remark_text(remark: Remark) -> str:
     where = ""
     if remark.path:
         where = f" on `{strip_invisible(remark.path)}`" + (f" line {remark.line}" if remark.line else "")
+        where += " of an earlier version of the diff" if remark.outdated else ""
     kind = {"review": "review", "line": "comment", "comment": "comment"}[remark.key.split(":", 1)[0]]
     if remark.key.startswith("review:") and remark.review_state == "CHANGES_REQUESTED":
         kind = "review requesting changes"
@@ -35,7 +36,17 @@ def remark_text(remark: Remark) -> str:
 
 
 def remarks_text(remarks: Sequence[Remark]) -> str:
-    return clip("\n\n".join(remark_text(remark) for remark in remarks), REMARKS_LIMIT)
+    """The remarks, oldest first; past the limit the oldest are left out whole, so the newest request is read."""
+    kept: list[str] = []
+    size = 0
+    for text in reversed([remark_text(remark) for remark in remarks]):
+        if kept and size + len(text) > REMARKS_LIMIT:
+            break
+        kept.append(text)
+        size += len(text) + 2
+    left_out = len(remarks) - len(kept)
+    note = [f"[{left_out} earlier remark{'s' if left_out != 1 else ''} left out for length]"] if left_out else []
+    return clip("\n\n".join(note + kept[::-1]), REMARKS_LIMIT + 100, keep_end=True)
 
 
 def answers_text(rounds: Sequence[Round]) -> str:

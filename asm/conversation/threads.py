@@ -23,8 +23,9 @@ BRANCH = re.compile(r"ai-feature/issue-([1-9][0-9]*)")
 _PULL_FIELDS = """
 fragment PullConversation on PullRequest {
   number headRefName headRefOid baseRefName state author { login __typename }
-  body
-  comments(last: 100) { totalCount nodes { databaseId author { login __typename } body createdAt } }
+  body lastEditedAt editor { login __typename }
+  comments(last: 100) { totalCount nodes { databaseId author { login __typename } body createdAt
+                                           lastEditedAt editor { login __typename } } }
   reviews(last: 50) { nodes { databaseId author { login __typename } state body submittedAt commit { oid }
     comments(first: 50) { nodes { databaseId author { login __typename } body path line originalLine diffHunk createdAt
                                   replyTo { databaseId } } } } }
@@ -79,8 +80,24 @@ class Remark:
     body: str
     at: str
     path: str | None = None  # a line comment's file
-    line: int | None = None  # and line (None when the line is no longer in the diff)
+    line: int | None = None  # and line (None: a comment on the whole file)
     review_state: str | None = None  # a review's (or a line comment's review's) state: CHANGES_REQUESTED...
+    outdated: bool = False  # `line` is a line of an earlier version of the diff, which the head has changed since
+    edited: bool = False  # its text was changed after it was written
+    editor: str | None = None  # who changed it last, when GitHub says (REST does not)
+
+    def is_own(self, me: str) -> bool:
+        """Whether its words are `me`'s alone: written by `me`, and changed by nobody else since."""
+        return own_words(me, self.author, self.edited, self.editor)
+
+
+def own_words(me: str, author: str | None, edited: bool, editor: str | None) -> bool:
+    """Whether a text (a comment, a pull request's body) is `me`'s alone: only such a text holds asm's memory.
+
+    Anyone with write access may edit anyone's comment or pull request body: one of asm's, edited by someone
+    else (or by someone GitHub does not name), could say anything about what asm did.
+    """
+    return author == me and (not edited or editor == me)
 
 
 @dataclass(frozen=True)
@@ -217,9 +234,10 @@ def pull_thread(repo: str, node: Mapping[str, Any], me: str, comments: list[Rema
     own words only."""
     said = list(_comments(node)) if comments is None else comments
     remarks = sorted((*said, *_reviews(node)), key=lambda remark: remark.at)
-    mine = [remark.body for remark in remarks if remark.author == me and remark.key.startswith("comment:")]
+    mine = [remark.body for remark in remarks if remark.key.startswith("comment:") and remark.is_own(me)]
     author = _login(node.get("author"))
-    memory = PullMemory.read(([node.get("body") or ""] if author == me else []) + mine)
+    body_is_mine = own_words(me, author, *_edit(node))  # asm edits its own body when a run is repeated
+    memory = PullMemory.read(([node.get("body") or ""] if body_is_mine else []) + mine)
     commit = _head_commit(node)
     return PullThread(repo, int(node["number"]), node.get("headRefName") or "",
                       node.get("headRefOid") or "", node.get("baseRefName") or "",
@@ -241,11 +259,18 @@ def _login(actor: Mapping[str, Any] | None) -> str | None:
     return actor.get("login") if actor else None
 
 
+def _edit(node: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """Whether a comment's (or a body's) text was edited, and by whom (None: GitHub does not say)."""
+    editor = _login(node.get("editor"))
+    return bool(node.get("lastEditedAt")) or editor is not None, editor
+
+
 def _comments(node: Mapping[str, Any]) -> Iterator[Remark]:
     for comment in (node.get("comments") or {}).get("nodes") or []:
         if comment:
+            edited, editor = _edit(comment)
             yield Remark(f"comment:{comment['databaseId']}", _login(comment.get("author")), comment.get("body") or "",
-                         comment.get("createdAt") or "")
+                         comment.get("createdAt") or "", edited=edited, editor=editor)
 
 
 def _reviews(node: Mapping[str, Any]) -> Iterator[Remark]:
@@ -258,8 +283,11 @@ def _reviews(node: Mapping[str, Any]) -> Iterator[Remark]:
             yield Remark(f"review:{review['databaseId']}", author, review.get("body") or "", at, review_state=state)
         for comment in (review.get("comments") or {}).get("nodes") or []:
             if comment:
+                # On a line the head has changed since, GitHub gives no `line`: where it was is `originalLine`.
+                line, original = comment.get("line"), comment.get("originalLine")
                 yield Remark(f"line:{comment['databaseId']}", _login(comment.get("author")), comment.get("body") or "",
-                             comment.get("createdAt") or at, comment.get("path"), comment.get("line"), state)
+                             comment.get("createdAt") or at, comment.get("path"), line or original, state,
+                             outdated=line is None and original is not None)
 
 
 def _checks(commit: Mapping[str, Any]) -> Iterator[Check]:

@@ -119,12 +119,21 @@ local function rank(repo, pass)
 end
 """
 
-# ARGV: repo (lower case), member, priority, place in its priority (the issue's number; 0: first). 1 if added.
+# ARGV: repo (lower case), member, priority, place in its priority (the issue's number; 0: first). 1 if added;
+# 0 if it was waiting already (moved up, when its priority is now higher: a priority label added meanwhile).
 _WAIT = _LIVE + f"""
 local repo, member, priority = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local line = '{LINE}' .. repo
-if redis.call('ZSCORE', line, member) then return 0 end
-redis.call('ZADD', line, priority * {BAND:.0f} + tonumber(ARGV[4]), member)
+local score = priority * {BAND:.0f} + tonumber(ARGV[4])
+local waiting = redis.call('ZSCORE', line, member)
+if waiting then
+  if math.floor(tonumber(waiting) / {BAND:.0f}) > priority then
+    redis.call('ZADD', line, score, member)
+    rank(repo, tonumber(redis.call('HGET', '{PASSES}', repo) or '0'))
+  end
+  return 0
+end
+redis.call('ZADD', line, score, member)
 local pass = tonumber(redis.call('HGET', '{PASSES}', repo) or '0')
 if not redis.call('ZSCORE', '{LINES}', repo) then
   pass = math.max(pass, tonumber(redis.call('GET', '{CLOCK}') or '0'))
@@ -225,11 +234,16 @@ def wait(client: redis.Redis[bytes], issue: IssueRef, task: str, priority: int =
     return bool(script(args=[issue.repo.lower(), member, priority, 0 if first else issue.number]))
 
 
+def marked_priority(marker: Mapping[str, object]) -> int:
+    """The priority a queued marker records (NORMAL when it records none)."""
+    return {name: band for band, name in PRIORITY_NAMES.items()}.get(str(marker.get("priority")), NORMAL)
+
+
 def wait_again(client: redis.Redis[bytes], issue: IssueRef, task: str, marker: str | None) -> None:
     """A delivery over its repository's limit: back to the head of its line, with the queued marker it came
     with (`asm.fleet.queue.mark_delivered` returns it) and so its priority."""
     queued = json.loads(marker) if marker else {"queued_at": time.time(), "by": "a delivery over the limit"}
-    priority = {name: band for band, name in PRIORITY_NAMES.items()}.get(str(queued.get("priority")), NORMAL)
+    priority = marked_priority(queued)
     queued["task_id"] = _task_id(issue)  # its next message is a new task: the one just delivered has ended
     client.hsetnx(QUEUED, issue.key, json.dumps(queued))
     wait(client, issue, task, priority, first=True)
@@ -271,7 +285,9 @@ def release(client: redis.Redis[bytes], sender: Sender) -> list[IssueRef]:
 
 def _recover_unsent(client: redis.Redis[bytes]) -> None:
     """Put back at the head of their lines the runs a process took out and died before sending."""
-    stale = client.zrangebyscore(SENDING, 0, time.time() - SENDING_GRACE_SECONDS)
+    # Redis's clock, which stamped them (in the release script): a machine's own may be minutes off.
+    seconds, micros = client.time()
+    stale = client.zrangebyscore(SENDING, 0, seconds + micros / 1e6 - SENDING_GRACE_SECONDS)
     for member in stale:
         if client.zrem(SENDING, member):  # only one releaser puts each back
             issue, task = _member(member)

@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from asm.fleet.fair import CELERY_PRIORITY, NORMAL, PRIORITY_NAMES, release, wait
+from asm.fleet.fair import CELERY_PRIORITY, NORMAL, PRIORITY_NAMES, marked_priority, release, wait
 from asm.fleet.fair import Sender as Sender  # named here too, where the callers of `enqueue` look for it
 from asm.keys import QUEUED, IssueRef
 
@@ -49,6 +49,8 @@ def enqueue(client: redis.Redis[bytes], sender: Sender, issue: IssueRef, by: str
         existing = json.loads(client.hget(QUEUED, issue.key) or "{}")
         # A marker this old means its message was lost (a purged queue, a lost broker); queue again.
         if now - float(existing.get("queued_at", now)) < stale_after:
+            if countdown is None and priority < marked_priority(existing):
+                _move_up(client, sender, issue, task, priority, existing)
             return None
         client.hset(QUEUED, issue.key, entry)
     try:
@@ -63,6 +65,14 @@ def enqueue(client: redis.Redis[bytes], sender: Sender, issue: IssueRef, by: str
     release(client, sender)
     # Not added: it had waited in its line so long that its marker looked lost; it waits on, under the new marker.
     return task_id if added else None
+
+
+def _move_up(client: redis.Redis[bytes], sender: Sender, issue: IssueRef, task: str, priority: int,
+             marker: dict[str, object]) -> None:
+    """A priority label put on an issue already waiting: it moves up its line now, not when next queued."""
+    client.hset(QUEUED, issue.key, json.dumps({**marker, "priority": PRIORITY_NAMES[priority]}))
+    wait(client, issue, task, priority)
+    release(client, sender)
 
 
 def mark_delivered(client: redis.Redis[bytes], issue: IssueRef) -> str | None:

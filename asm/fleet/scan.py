@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -19,7 +21,7 @@ from asm.fleet.pace import Pace, in_turn, latest, stopped_at
 from asm.fleet.probe import Seen
 from asm.fleet.queue import PROCESS_ISSUE, PROCESS_PULL, Sender, enqueue
 from asm.github import COMMENT_PREFIX, IN_PROGRESS, NEEDS_CLARIFICATION, GitHub
-from asm.keys import IssueRef, attempts_key, seen_key, told_key
+from asm.keys import PREFIX, IssueRef, attempts_key, reply_key, seen_key, told_key
 from asm.ratelimit import RateLimit, read_limits, record
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,13 @@ class ScanResult:
     paced: str = ""  # why it stopped before them (the rate limit), or ""
 
 
+SCAN_LOCK = PREFIX + "scan:lock"  # held by the scan under way; it lapses should its worker die
+SCAN_LOCK_MIN_SECONDS = 10
+_RELEASE_IF_MINE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_RENEW_IF_MINE = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
+                  "return 0")
+
+
 def scan(github: GitHub, client: redis.Redis[bytes], sender: Sender, repos: tuple[str, ...], ready_label: str,
          stale_after: float, rules: FollowRules = FollowRules(), interval: float = 60.0) -> ScanResult:
     """Queue every open ready issue, every in-progress one asm started whose worker is gone, every pull
@@ -87,6 +96,25 @@ def scan(github: GitHub, client: redis.Redis[bytes], sender: Sender, repos: tupl
     if hold is not None:
         log.warning("nothing queued: %s", hold.reason)
         return ScanResult(held=hold.reason)
+    # One scan at a time across the fleet: a slow one (a thousand repositories on a busy GitHub) that outlasts
+    # the interval would otherwise be joined by the next, both spending the rate limit on the same answers.
+    # It lapses a few intervals after its scan last read a repository: a scan whose worker died holds up none.
+    token, lapse = secrets.token_hex(8), int(max(SCAN_LOCK_MIN_SECONDS, 3 * interval))
+    if not client.set(SCAN_LOCK, token, nx=True, ex=lapse):
+        log.info("scan skipped: the previous one is still running")
+        return ScanResult(held="the previous scan is still running")
+
+    def still_scanning() -> None:
+        client.register_script(_RENEW_IF_MINE)(keys=[SCAN_LOCK], args=[token, lapse])
+
+    try:
+        return _scan(github, client, sender, repos, ready_label, stale_after, rules, interval, still_scanning)
+    finally:
+        client.register_script(_RELEASE_IF_MINE)(keys=[SCAN_LOCK], args=[token])
+
+
+def _scan(github: GitHub, client: redis.Redis[bytes], sender: Sender, repos: tuple[str, ...], ready_label: str,
+          stale_after: float, rules: FollowRules, interval: float, still_scanning: Callable[[], None]) -> ScanResult:
     result = ScanResult()
     # ASM_REPOS; as a GitHub App, its installations' repositories (only those ASM_REPOS names, when it names any).
     chosen = github.repositories(repos)
@@ -98,17 +126,20 @@ def scan(github: GitHub, client: redis.Redis[bytes], sender: Sender, repos: tupl
     order = in_turn(client, chosen)
 
     def budgets(repo: str) -> dict[str, RateLimit]:
-        """As the last reply with the repository's token told them, or the last scan recorded them."""
-        return latest(told, github.rate_limits(repo))
+        """As the last reply with the repository's token told them, or the last scan recorded them. A GitHub
+        App's installations each have a budget of their own: there, only the repository's own counts."""
+        own = github.rate_limits(repo)
+        return own if github.access.app else latest(told, own)
 
     def share_spent(repo: str) -> Callable[[], str]:
         return lambda: pace.share_spent(budgets(repo))
 
-    for index, repo in enumerate(order):
-        if reached := pace.reserve_reached(budgets(repo)):
+    for repo in order:
+        still_scanning()
+        if reached := pace.reserve_reached(budgets(repo)):  # this budget's reserve: others may have theirs
             paced = reached
-            result.skipped.extend(order[index:])
-            break
+            result.skipped.append(repo)
+            continue
         try:
             found, outcome = _scan_one(github, client, sender, repo, ready_label, stale_after, rules,
                                        share_spent(repo))
@@ -216,14 +247,27 @@ def consider(github: GitHub, client: redis.Redis[bytes], sender: Sender, ref: Is
     queued; None when it asks nothing. The scan calls it for what changed; anything told of a change may too."""
     if is_pull:
         thread = github.pull_thread(ref.repo, ref.number)
-        ask = follow_up(thread, me, rules.mention, trusted, rules.max_ci_fixes) if thread else None
-        if thread is None or ask is None:
+        if thread is None:
             return None
-        task_id = enqueue(client, sender, ref, by=f"scan ({ask.label})", stale_after=stale_after, task=PROCESS_PULL)
-        return Found(ref, f"pull request for #{thread.issue_number}", task_id, ask.label, True)
+        ask = follow_up(thread, me, rules.mention, trusted, rules.max_ci_fixes)
+        # A run that pushed and could not post its reply (GitHub refused it) saved it: a delivery posts it.
+        why = ask.label if ask else "reply owed" if reply_owed(client, ref, thread.head_sha) else None
+        if why is None:
+            return None
+        task_id = enqueue(client, sender, ref, by=f"scan ({why})", stale_after=stale_after, task=PROCESS_PULL)
+        return Found(ref, f"pull request for #{thread.issue_number}", task_id, why, True)
     if answered(github.comments(ref), me, trusted) is None:
         return None
     return Found(ref, "", enqueue(client, sender, ref, by="scan (answered)", stale_after=stale_after), "answered")
+
+
+def reply_owed(client: redis.Redis[bytes], pull: IssueRef, head: str) -> bool:
+    """A follow-up pushed `head` and saved its reply, which has not been posted (`asm.run.pull_run`)."""
+    saved = client.get(reply_key(pull))
+    try:
+        return saved is not None and json.loads(saved).get("sha") == head
+    except (ValueError, AttributeError):
+        return False
 
 
 def is_orphan(github: GitHub, client: redis.Redis[bytes], issue: IssueRef) -> bool:

@@ -16,12 +16,21 @@ import time
 from asm.agents.roles import TEAM
 from asm.agents.team import IssueText, Quoted, Team
 from asm.agents.workflow import Outcome, run_workflow
-from asm.conversation.asks import FollowUp, follow_up
+from asm.conversation.asks import FollowUp, checks_failed, follow_up
 from asm.conversation.people import trusted_people
 from asm.conversation.quote import checks_text, diff_text, remarks_text
 from asm.conversation.threads import PullThread
 from asm.deps import Deps
-from asm.errors import AlreadyClaimed, AsmError, ClaimLost, FleetPaused, ModelUnavailable, TimeLimitReached, Untrusted
+from asm.errors import (
+    AlreadyClaimed,
+    AsmError,
+    ClaimLost,
+    FleetPaused,
+    ModelUnavailable,
+    TimeLimitReached,
+    Untrusted,
+    WorkspaceError,
+)
 from asm.fleet import probe
 from asm.fleet.claim import Claim
 from asm.fleet.hold import pause_fleet, rest_model
@@ -79,6 +88,7 @@ class FollowUpRun:
         self.issue_claim = claim  # the issue's own claim, once taken (until then, the pull request's stands in)
         self.before = Spend(Usage(), 0.0, 0, 0.0)  # the issue's spend when the run began, once the issue is known
         self.pushed = ""  # the commit this run pushed
+        self.pushing: tuple[str, str, str] | None = None  # the commit, clone URL and branch of a push under way
 
     def run(self) -> DeliveryResult:
         thread = self.github.pull_thread(self.pull.repo, self.pull.number)
@@ -189,8 +199,13 @@ class FollowUpRun:
         if ask.kind == "review":
             more.append(Quoted("This run is a follow-up on that pull request: what people with write permission "
                                "said on it since the team last answered, oldest first (each names its author, and "
-                               "its file and line where it has one). Change the code on this branch to answer "
-                               "them; the pull request's earlier work stays.", remarks_text(ask.remarks)))
+                               "its file and line where it has one; the team's own questions back, if it asked "
+                               "any, are among them). Change the code on this branch to answer them; the pull "
+                               "request's earlier work stays.", remarks_text(ask.remarks)))
+            if checks_failed(thread.checks):  # "the tests still fail": a request that needs what failed
+                reports = self.github.check_reports(self.pull.repo, thread.head_sha)
+                more.append(Quoted(f"The checks on {head} have finished, and these failed, as GitHub reports "
+                                   "them; the remarks may be about them.", checks_text(reports)))
         else:
             reports = self.github.check_reports(self.pull.repo, thread.head_sha)
             more.append(Quoted(f"This run is a follow-up on that pull request: its checks on {head} finished, and "
@@ -222,6 +237,7 @@ class FollowUpRun:
         # Saved before the push: a run interrupted between the push and its reply is finished by the next
         # delivery, which posts this reply instead of answering the same remarks again.
         self.deps.redis.set(reply_key(self.pull), json.dumps({"sha": head, "body": body}), ex=APPROVED_TTL)
+        self.pushing = (head, repo.clone_url, thread.head_ref)
         self.deps.workspaces.push(checkout, repo.clone_url)
         self.pushed = head
         return self.post(body, summary, replies.PUSHED)
@@ -244,6 +260,13 @@ class FollowUpRun:
     def end(self, ending: FollowUpEnding, thread: PullThread, ask: FollowUp, team: Team | None = None,
             **facts: object) -> DeliveryResult:
         """One reply on the pull request: what happened and what it cost, with what the run answered remembered."""
+        if self.pushing and not self.pushed:  # stopped during the push: the branch says whether it got there
+            head, clone_url, branch = self.pushing
+            try:
+                if self.deps.workspaces.remote_branch_sha(clone_url, branch) == head:
+                    self.pushed = head
+            except WorkspaceError:
+                log.warning("%s: could not tell whether %s reached %s", self.pull, head[:12], branch)
         body, summary = self.reply(ending, thread, ask, team, pushed=self.pushed or None, **facts)
         return self.post(body, summary, ending)
 
@@ -257,8 +280,16 @@ class FollowUpRun:
         details = ending.details.format(**words)
         state: dict[str, object] = {}
         if ask.kind == "review":
-            details += "\n\nAnswering:\n" + replies.answered_list(ask.remarks)
-            state["addressed"] = [remark.key for remark in ask.remarks]
+            theirs = [remark for remark in ask.remarks if remark.author != self.github.whoami()]
+            if ending.settles:
+                details += "\n\nAnswering:\n" + replies.answered_list(theirs)
+            else:  # taken up, not finished: they start nothing by themselves, and the next run is given them
+                details += ("\n\nStill open, given again to the next run a mention starts:\n"
+                            + replies.answered_list(theirs))
+                state["owed"] = [remark.key for remark in theirs]
+            state["addressed"] = [remark.key for remark in theirs]
+            if ending.asks:
+                state["questions"] = True
         elif ask.kind == "ci":
             state["ci_fix"] = thread.head_sha
         else:

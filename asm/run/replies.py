@@ -28,17 +28,22 @@ class FollowUpEnding:
     headline: str
     details: str = ""
     completed: bool = False
+    # The remarks it took up are done with: the team changed the code for them, or decided not to. Any other
+    # ending leaves them owed, given again to the next run a new request starts.
+    settles: bool = False
+    asks: bool = False  # its reply asks questions: the next run is given them beside the answers
 
 
 AGAIN = "Mention {mention} on the pull request to try again."
 
-PUSHED = FollowUpEnding("pushed", "pushed {sha} to `{branch}`.", "{detail}", completed=True)
-NO_CHANGE = FollowUpEnding("answered", "the team made no change to the code.", "{detail}", completed=True)
+PUSHED = FollowUpEnding("pushed", "pushed {sha} to `{branch}`.", "{detail}", completed=True, settles=True)
+NO_CHANGE = FollowUpEnding("answered", "the team made no change to the code.", "{detail}", completed=True,
+                           settles=True)
 QUESTIONS = FollowUpEnding("questions", "the team has questions before it changes anything.",
-                           "{detail}\n\nAnswer here and mention {mention}: the next follow-up reads the answers.",
-                           completed=True)
+                           "{detail}\n\nAnswer here and mention {mention}: the next follow-up reads the answers, "
+                           "with these questions and what they are about.", completed=True, asks=True)
 REJECTED = FollowUpEnding("rejected", "the Product Owner decided against changing the code; {pushed}.",
-                          "{detail}", completed=True)
+                          "{detail}", completed=True, settles=True)
 EXHAUSTED = FollowUpEnding("exhausted", "no approval after {revisions} revisions (ASM_MAX_REVISIONS); {pushed}.",
                            "The Product Owner's last feedback:\n\n{detail}\n\n" + AGAIN)
 CHECKS_STOPPED = FollowUpEnding("checks-stopped", "the checks still fail after {fixes} fix runs (ASM_MAX_CI_FIXES); "

@@ -60,6 +60,7 @@ class GitHubApi(ReviewRoutes, CheckRoutes, AppRoutes):
         ("GET", _REPO + r"/issues/(?P<number>\d+)/events", "list_events"),
         ("GET", _REPO + r"/issues/events/(?P<event_id>\d+)", "get_event"),
         ("GET", _REPO + r"/issues/comments/(?P<comment_id>\d+)", "get_comment"),
+        ("PATCH", _REPO + r"/issues/comments/(?P<comment_id>\d+)", "edit_comment"),
         ("GET", _REPO + r"/issues/(?P<number>\d+)/comments", "list_comments"),
         ("POST", _REPO + r"/issues/(?P<number>\d+)/comments", "create_comment"),
         ("GET", _REPO + r"/labels", "list_labels"),
@@ -243,11 +244,14 @@ class GitHubApi(ReviewRoutes, CheckRoutes, AppRoutes):
         return paged(request, records, lambda c: payloads.comment(request.api, self.state, full_name, number, c))
 
     def get_comment(self, request: Request, full_name: str, comment_id: str) -> Reply:
-        for record in self.state.issue_records(full_name, "all"):
-            for comment in record.comments:
-                if comment.id == int(comment_id):
-                    return Reply(200, payloads.comment(request.api, self.state, full_name, record.number, comment))
-        raise not_found()
+        record, comment = self.state.comment_record(full_name, int(comment_id))
+        return Reply(200, payloads.comment(request.api, self.state, full_name, record.number, comment))
+
+    def edit_comment(self, request: Request, full_name: str, comment_id: str) -> Reply:
+        body = json_fields(request).get("body") or ""
+        comment = self.state.edit_comment(full_name, int(comment_id), body, request.actor)
+        record, _ = self.state.comment_record(full_name, comment.id)
+        return Reply(200, payloads.comment(request.api, self.state, full_name, record.number, comment))
 
     def create_comment(self, request: Request, full_name: str, number: int) -> Reply:
         record = self.state.add_comment(full_name, number, json_fields(request).get("body") or "", request.actor)

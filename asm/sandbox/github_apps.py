@@ -11,6 +11,7 @@ repositories and no other. Times are the sandbox clock's, which tests move forwa
 from __future__ import annotations
 
 import secrets
+import string
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 BOT_SUFFIX = "[bot]"
 TOKEN_SECONDS = 3600.0  # GitHub's installation tokens last an hour
+TOKEN_ALPHABET = string.ascii_letters + string.digits  # GitHub's tokens: `ghs_` and 36 of these
 JWT_MOST_SECONDS = 600  # GitHub refuses an `exp` more than ten minutes ahead
 # GitHub's words for each way a JWT fails (all 401s).
 UNDECODABLE = "A JSON web token could not be decoded"
@@ -207,7 +209,7 @@ class GitHubApps:
             if found.suspended_at:
                 raise ApiError(403, "This installation has been suspended")
             expires = self._state.clock.now().replace(microsecond=0) + timedelta(seconds=app.token_seconds)
-            token = Token(f"ghs_{secrets.token_urlsafe(27)[:36]}", installation, expires)
+            token = Token("ghs_" + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(36)), installation, expires)
             self._tokens[token.value] = token
             self.minted.append(token)
             return token

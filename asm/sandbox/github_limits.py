@@ -7,8 +7,9 @@ while correctly authorized" (GitHub's REST best practices). The window starts wi
 request and comes back whole at its reset; a spent budget answers 403 "API rate limit exceeded"
 until then. Every reply to a person carries their budget in the `X-RateLimit-*` headers.
 
-An ETag is a digest of the answer (its body and its `Link` header), weak as GitHub's are: it
-changes exactly when the answer changes.
+An ETag is a digest of the answer (its body and its `Link` header) and of the credential that asked,
+weak as GitHub's are: it changes exactly when the answer changes, and GitHub's answers `Vary: Authorization`,
+so a conditional request made with an ETag another token was given is answered 200 in full (github/docs#34689).
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ def holder(actor: str, installation: int | None = None) -> str:
     return actor if installation is None else f"{actor}#{installation}"
 
 
-def etag(body: bytes, link: str = "") -> str:
-    """A weak ETag of an answer: its body and where its pages link."""
-    return 'W/"' + hashlib.sha256(body + b"\n" + link.encode()).hexdigest() + '"'
+def etag(body: bytes, link: str = "", credential: str = "") -> str:
+    """A weak ETag of an answer to one credential: its body, where its pages link, and who asked (as the
+    `Authorization` header said it), which a one-way digest of it does not reveal."""
+    who = hashlib.sha256(credential.encode()).digest()
+    return 'W/"' + hashlib.sha256(who + body + b"\n" + link.encode()).hexdigest() + '"'
 
 
 def matches(if_none_match: str | None, tag: str) -> bool:

@@ -154,7 +154,7 @@ def comment(api: str, state: GitHubState, full_name: str, number: int, record: C
         "body": record.body,
         "user": user(api, state.web_url, record.author),
         "created_at": record.created_at,
-        "updated_at": record.created_at,
+        "updated_at": record.updated_at,
         "author_association": state.association(full_name, record.author),
         "url": f"{api}/repos/{full_name}/issues/comments/{record.id}",
         "html_url": f"{html}#issuecomment-{record.id}",

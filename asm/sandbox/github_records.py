@@ -81,6 +81,13 @@ class Comment:
     body: str
     author: str
     created_at: str
+    # Oldest first; empty until the text is first edited, then the original text leads (as an issue's body's).
+    edits: tuple[BodyEdit, ...] = ()
+
+    @property
+    def updated_at(self) -> str:
+        """When its text last changed: REST's `updated_at`, which an edit moves."""
+        return self.edits[-1].edited_at if self.edits else self.created_at
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ class IssueEvent:
 
 @dataclass(frozen=True)
 class BodyEdit:
-    """One version of an issue's body in its edit history: `editor` wrote `text` at `edited_at`."""
+    """One version of an issue's body (or a comment's) in its edit history: `editor` wrote `text` at `edited_at`."""
 
     id: int
     edited_at: str

@@ -168,8 +168,9 @@ def _schema() -> Schema:
     issue_comment_fields = {
         "id": FieldDef("ID!", node_id("IC")),
         "databaseId": FieldDef("Int", of_record("id")),
-        "updatedAt": FieldDef("DateTime!", of_record("created_at")),  # the sandbox never edits comments
-        **comment_fields(lambda held: ()),
+        "updatedAt": FieldDef("DateTime!", of_record("updated_at")),
+        **comment_fields(lambda held: held.record.edits),
+        "userContentEdits": FieldDef("UserContentEditConnection", _edits, PAGE_ARGS, PAGE_LIMIT),
     }
     label = lambda held, args, context: held.record.label  # noqa: E731
     types: list[ObjectType | AbstractType | EnumType | InputObjectType] = [

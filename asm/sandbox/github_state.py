@@ -26,7 +26,7 @@ from asm.sandbox.github_apps import GitHubApps
 from asm.sandbox.github_checks import ChecksAndStatuses
 from asm.sandbox.github_clock import Clock
 from asm.sandbox.github_limits import RateLimits
-from asm.sandbox.github_people import BOT_LOGIN, HUMAN_LOGIN, People, association
+from asm.sandbox.github_people import BOT_LOGIN, HUMAN_LOGIN, People, association, at_least
 from asm.sandbox.github_records import (
     ApiError,
     BodyEdit,
@@ -435,6 +435,32 @@ class GitHubState(PullReviews, ChecksAndStatuses):
             self._store(full_name, replace(record, comments=record.comments + (comment,)))
             return comment
 
+    def comment_record(self, full_name: str, comment_id: int) -> tuple[Issue, Comment]:
+        """A comment on an issue or pull request of the repo, with the record it is on."""
+        with self._lock:
+            for record in self._data(full_name).issues.values():
+                for comment in record.comments:
+                    if comment.id == comment_id:
+                        return record, comment
+            raise not_found()
+
+    def edit_comment(self, full_name: str, comment_id: int, body: str, actor: str = HUMAN_LOGIN) -> Comment:
+        """Sets a comment's text as `actor`: its author, or, as on GitHub, anyone with write access to the repo;
+        its edit history (GraphQL's `editor`) says who."""
+        if not body:
+            raise validation_failed("IssueComment", "missing_field", "body")
+        with self._lock:
+            actor = self._people.known(actor)
+            record, comment = self.comment_record(full_name, comment_id)
+            if actor.lower() != comment.author.lower() and not at_least(self._people.role(full_name, actor), "write"):
+                raise ApiError(403, "Must have admin rights to Repository.")
+            if body == comment.body:
+                return comment
+            edited = replace(comment, body=body, edits=self._edited(comment, body, actor, self.clock.iso()))
+            comments = tuple(edited if c.id == comment_id else c for c in record.comments)
+            self._store(full_name, replace(record, comments=comments))
+            return edited
+
     def pull_records(self, full_name: str, state: str = "open", head: str = "", base: str = "") -> list[Issue]:
         """Pull requests, newest first, filtered by `head` ("owner:branch") and `base`."""
         repo = self.repo(full_name)
@@ -571,8 +597,8 @@ class GitHubState(PullReviews, ChecksAndStatuses):
         entry = IssueEvent(self._new_id(), event, actor, at, label=label, rename=rename, commit_id=commit_id)
         return replace(record, events=record.events + (entry,))
 
-    def _edited(self, record: Issue, body: str, editor: str, at: str) -> tuple[BodyEdit, ...]:
-        """The edit history once `editor` sets the body to `body`."""
+    def _edited(self, record: Issue | Comment, body: str, editor: str, at: str) -> tuple[BodyEdit, ...]:
+        """The edit history once `editor` sets the body (of an issue or a comment) to `body`."""
         # GitHub starts a history on the first edit, with the original text as an entry edited
         # at creation by the author; that entry is what makes `includesCreatedEdit` true.
         history = record.edits or (BodyEdit(self._new_id(), record.created_at, record.author, record.body),)

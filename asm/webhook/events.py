@@ -15,7 +15,7 @@ from typing import Any, Literal
 from asm.config import REPO_PATTERN
 from asm.conversation.threads import BRANCH
 from asm.errors import AsmError
-from asm.github import NEEDS_CLARIFICATION
+from asm.github import AI_FAILED, IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION
 from asm.keys import IssueRef
 
 # The events and actions asm acts on; every other one is answered and ignored.
@@ -74,15 +74,22 @@ def read(event: str, payload: Mapping[str, Any], repos: tuple[str, ...] | None, 
     return Told(told.kind, told.targets, told.why, repo, told.labels)
 
 
+_ASMS_LABELS = {IN_PROGRESS, IN_REVIEW, NEEDS_CLARIFICATION, AI_FAILED}
+
+
 def _labeled(payload: Mapping[str, Any], repo: str, ready_label: str) -> Told:
     label, issue = _text(payload, "label", "name"), _object(payload, "issue")
     ref = IssueRef(repo, _number(issue))
-    if label.casefold() != ready_label.casefold():  # GitHub's label names ignore case
+    labels = tuple(_text(each, "name") for each in _list(issue, "labels"))
+    ready = ready_label.casefold()  # GitHub's label names ignore case
+    # Another label on an issue labelled ready (a priority label) queues it too: queuing one already
+    # waiting only moves it up its line, when its priority is now higher. asm's own labels ask for nothing.
+    if label.casefold() != ready and (ready not in {name.casefold() for name in labels}
+                                      or label.casefold() in _ASMS_LABELS):
         return Told("ignore", why=f"{ref} labelled {label!r}, not the ready label")
     if "pull_request" in issue or _text(issue, "state") != "open":
         return Told("ignore", why=f"{ref} is not an open issue")
-    labels = tuple(_text(each, "name") for each in _list(issue, "labels"))
-    return Told("queue", (Target(ref, False),), f"{ref} labelled {ready_label}", labels=labels)
+    return Told("queue", (Target(ref, False),), f"{ref} labelled {label}", labels=labels)
 
 
 def _commented(payload: Mapping[str, Any], repo: str, ready_label: str) -> Told:

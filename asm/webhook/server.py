@@ -33,10 +33,14 @@ from asm.webhook.signature import verify
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own cap on a payload
-READ_SECONDS = 20.0  # the whole body; GitHub gives up on a delivery after 10 s
+READ_SECONDS = 20.0  # the whole body, at most; GitHub gives up on a delivery after 10 s
+START_SECONDS = 2.0  # and at least, for a body of any size...
+MIN_BYTES_PER_SECOND = 1024 * 1024  # ...plus its size at this rate
 SOCKET_SECONDS = 10.0  # any one read or write
 # Deliveries read at once, each up to 25 MB held before its signature can be checked (so up to 200 MB for
 # anyone who can reach the server): more are told to come back (503), and the scan finds what they told.
+# Anyone who can reach the server can take these places, a few seconds at a time: let only GitHub's hook
+# addresses (`GET /meta`, "hooks") through to it.
 MAX_AT_ONCE = 8
 DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 CHUNK = 64 * 1024
@@ -150,22 +154,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # unread: the connection goes, the rest of the body with it
             self._answer(Answer(413, f"a delivery is at most {MAX_BODY_BYTES // (1024 * 1024)} MB"))
             return None
-        deadline = time.monotonic() + READ_SECONDS
-        parts, left = [], length
+        # Time in proportion to the size said: GitHub sends at once, and a sender trickling a small body
+        # must not hold one of the MAX_AT_ONCE places for long.
+        deadline = time.monotonic() + min(READ_SECONDS, START_SECONDS + length / MIN_BYTES_PER_SECOND)
+        body, got = bytearray(length), 0  # read in place: one copy of the body, never two
         try:
-            while left:
-                if time.monotonic() > deadline:
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise TimeoutError
-                part = self.rfile.read1(min(left, CHUNK))
-                if not part:
+                self.connection.settimeout(min(SOCKET_SECONDS, left))
+                read = self.rfile.readinto(memoryview(body)[got:got + CHUNK])
+                if not read:
                     raise ConnectionError
-                parts.append(part)
-                left -= len(part)
+                got += read
         except (TimeoutError, ConnectionError):
             self.close_connection = True
             self._answer(Answer(408, "the body did not arrive in time"))
             return None
-        return b"".join(parts)
+        finally:
+            self.connection.settimeout(SOCKET_SECONDS)
+        return bytes(body)
 
     def _payload(self, body: bytes) -> Mapping[str, Any] | None:
         """The JSON object delivered, as `application/json` or as the form field `payload`; None if it is not one."""
