@@ -132,6 +132,7 @@ def test_a_requested_change_becomes_a_second_commit_on_the_branch_and_a_reply(
                                                                                     module).splitlines()[2]
     assert f"pushed {second[:12]}" in reply and "@maintainer" in reply and "this run:" in reply
     assert "<details>" in reply and "the issue so far" in reply
+    assert f"`asm transcript {repo}#{issue}`" in reply, "where to read the whole conversation: under the issue"
     assert fleet.github.issue(repo, issue).labels == ("in-review",)
     assert float(client.hget(IssueRef(repo, issue).ledger_key, "usd")) > spent, "charged to the issue's ledger"
     assert "os.environ" not in reply, "the outsider's remark is not among those answered"

@@ -60,6 +60,7 @@ def test_each_ready_issue_becomes_one_pull_request_with_its_change(fleet: Sandbo
         [pull] = pulls_for(fleet, repo, number)
         assert (pull.base, pull.state, pull.title) == ("main", "open", f"[AI] {solution.title}")
         assert f"Closes #{number}" in pull.body and "$" in pull.body and "turns" in pull.body
+        assert f"`asm transcript {repo}#{number}`" in pull.body
         assert fleet.github.file_at(repo, pull.head, solution.module_path) == solution.code
         assert fleet.github.file_at(repo, pull.head, solution.test_path) == solution.test
         issue = fleet.github.issue(repo, number)

@@ -299,7 +299,7 @@ class FollowUpRun:
         after = self.deps.ledger.spend(self.issue)
         body = replies.reply(headline, details, replies.spent_since(self.before, after), after.usd, self.elapsed(),
                              self.tracker.revision, self.status.worker,
-                             roles=per_role(team.reports) if team else "", **state)
+                             roles=per_role(team.reports) if team else "", issue=self.issue.key, **state)
         return redact(body, self.settings.secrets), f"{self.pull}: {ending.outcome}, {headline}"
 
     def post(self, body: str, summary: str, ending: FollowUpEnding) -> DeliveryResult:

@@ -99,13 +99,14 @@ def answered_list(remarks: Sequence[Remark]) -> str:
 
 
 def reply(headline: str, details: str, run: Spend, issue_total: float, seconds: float, revisions: int,
-          worker: str, roles: str = "", **state: object) -> str:
+          worker: str, roles: str = "", issue: str = "", **state: object) -> str:
     """A reply on the pull request: what happened, its cost (this run; the issue so far), roles, memory."""
     usage = run.usage
     plural = "" if revisions == 1 else "s"
     cost = (f"<sub>this run: {usage.total_tokens:,} tokens (input {usage.input_tokens:,} · output "
             f"{usage.output_tokens:,} · cache write {usage.cache_write_tokens:,} · cache read "
             f"{usage.cache_read_tokens:,}) · **${run.usd:.4f}** · {run.calls} turns · {duration_text(seconds)} · "
-            f"{revisions} revision{plural} · worker `{worker}` · the issue so far: **${issue_total:.4f}**</sub>")
+            f"{revisions} revision{plural} · worker `{worker}` · the issue so far: **${issue_total:.4f}**"
+            + (f" · every role's whole conversation: `asm transcript {issue}`" if issue else "") + "</sub>")
     parts = [f"{COMMENT_PREFIX} {headline}", details.strip(), cost, roles.strip(), mark(**state) if state else ""]
     return "\n\n".join(part for part in parts if part)

@@ -94,6 +94,7 @@ def pull_body(issue: IssueRef, outcome: Outcome, facts: RunFacts, files: list[st
         f"| --- | --- | --- | --- | --- | --- |\n"
         f"| {facts.revisions} | {facts.spend.calls} | {facts.spend.usage.total_tokens:,} | "
         f"${facts.spend.usd:.4f} | ${saved:.4f} | {duration_text(facts.seconds)} |\n\n"
-        f"<sub>{facts.line()} · worker `{facts.worker}`</sub>\n"
+        f"<sub>{facts.line()} · worker `{facts.worker}` · every role's whole conversation: "
+        f"`asm transcript {issue.key}`</sub>\n"
         + (f"\n{per_role(reports)}\n" if reports else "")
     )
