@@ -138,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
             forget(client, delivery)  # not handled: a delivery again may be
             raise
 
-    def _body(self) -> bytes | None:
+    def _body(self) -> bytearray | None:
         """The body, read whole; None when it was refused (answered already)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
@@ -174,9 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         finally:
             self.connection.settimeout(SOCKET_SECONDS)
-        return bytes(body)
+        return body
 
-    def _payload(self, body: bytes) -> Mapping[str, Any] | None:
+    def _payload(self, body: bytes | bytearray) -> Mapping[str, Any] | None:
         """The JSON object delivered, as `application/json` or as the form field `payload`; None if it is not one."""
         if self.headers.get_content_type() == "application/x-www-form-urlencoded":
             fields = parse_qs(body.decode("latin-1"), max_num_fields=10)

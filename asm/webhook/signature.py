@@ -8,12 +8,12 @@ import hmac
 PREFIX = "sha256="
 
 
-def sign(secret: str, body: bytes) -> str:
+def sign(secret: str, body: bytes | bytearray) -> str:
     """The header value GitHub sends with `body` for a webhook whose secret is `secret`."""
     return PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, body: bytes, header: str | None) -> bool:
+def verify(secret: str, body: bytes | bytearray, header: str | None) -> bool:
     """Whether `header` is the signature of `body` under `secret`, compared in constant time.
 
     A missing header, another algorithm (GitHub's older `sha1=`) or a malformed value is simply wrong.
